@@ -1,0 +1,3 @@
+from meshpilot.cli.main import main
+
+main()
