@@ -1,12 +1,47 @@
-"""Versioned object store with watch. SEAM: the store work replaces this with the real thing."""
+"""Versioned object store with watch: Kubernetes' object semantics on SQLite.
+
+See docs/internals.md ("meshpilot.store") for the contract the API server and the controllers use.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from meshpilot.store.core import (
+    DEFAULT_POD_GRACE_SECONDS,
+    EventType,
+    ResourceKey,
+    Store,
+    merge_patch,
+    now_rfc3339,
+    resource_name,
+)
+from meshpilot.store.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, StoreError
+from meshpilot.store.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+    selector_from_match,
+)
 
-ResourceKey = tuple[str, str]  # (group, plural), e.g. ("apps", "deployments")
-
-
-class Store:  # placeholder until the store lands; see docs/internals.md for the contract
-    def __init__(self, path: Any = None) -> None:
-        raise NotImplementedError
+__all__ = [
+    "DEFAULT_POD_GRACE_SECONDS",
+    "AlreadyExists",
+    "Conflict",
+    "EventType",
+    "FieldSelector",
+    "Gone",
+    "Invalid",
+    "LabelSelector",
+    "NotFound",
+    "ResourceKey",
+    "SelectorError",
+    "Store",
+    "StoreError",
+    "merge_patch",
+    "now_rfc3339",
+    "parse_field_selector",
+    "parse_label_selector",
+    "resource_name",
+    "selector_from_match",
+]
