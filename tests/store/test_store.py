@@ -40,9 +40,9 @@ def test_create_sets_identity_and_versions(store: Store) -> None:
     assert int(b["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
     assert a["metadata"]["creationTimestamp"].endswith("Z")
     assert store.get(DEPLOYMENTS, "default", "a") == a
-    with pytest.raises(AlreadyExists, match='deployments.apps "a" already exists'):
+    with pytest.raises(AlreadyExists, match=r'deployments\.apps "a" already exists'):
         store.create(DEPLOYMENTS, deployment("a"))
-    with pytest.raises(NotFound, match='deployments.apps "zz" not found'):
+    with pytest.raises(NotFound, match=r'deployments\.apps "zz" not found'):
         store.get(DEPLOYMENTS, "default", "zz")
 
 
