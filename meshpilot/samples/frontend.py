@@ -30,7 +30,6 @@ import argparse
 import html
 import json
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
