@@ -54,8 +54,19 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="meshpilot")
-def cli() -> None:
+@click.option(
+    "--context",
+    "context",
+    default=None,
+    envvar="MESHPILOT_CONTEXT",
+    metavar="NAME",
+    help="kubeconfig context to use (default: the current context)",
+)
+@click.pass_context
+def cli(ctx: click.Context, context: str | None) -> None:
     """A service mesh that runs on one machine, and the practices of running one in production."""
+    ctx.ensure_object(dict)
+    ctx.obj["context"] = context
 
 
 def main(argv: list[str] | None = None) -> Any:
