@@ -6,7 +6,9 @@ habits carry over.
 
 from __future__ import annotations
 
-from meshpilot.api import apps, core
+from pydantic import BaseModel
+
+from meshpilot.api import apps, core, networking, security, telemetry
 from meshpilot.api.registry import KindInfo, register
 
 register(
@@ -53,5 +55,80 @@ register(
         ("pdb",),
         "v1",
         apps.PodDisruptionBudget,
+    )
+)
+
+_NET = ("v1", "v1alpha3", "v1beta1")
+_model: type[BaseModel]
+_sec_model: type[BaseModel]
+_SEC = ("v1", "v1beta1")
+for _kind, _plural, _short, _model in (
+    ("VirtualService", "virtualservices", ("vs",), networking.VirtualService),
+    ("DestinationRule", "destinationrules", ("dr",), networking.DestinationRule),
+    ("ServiceEntry", "serviceentries", ("se",), networking.ServiceEntry),
+    ("Gateway", "gateways", ("gw",), networking.Gateway),
+    ("Sidecar", "sidecars", (), networking.Sidecar),
+    ("WorkloadEntry", "workloadentries", ("we",), networking.WorkloadEntry),
+    ("WorkloadGroup", "workloadgroups", ("wg",), networking.WorkloadGroup),
+):
+    register(
+        KindInfo(
+            "networking.istio.io",
+            _NET,
+            _kind,
+            _plural,
+            _kind.lower(),
+            True,
+            _short,
+            "v1",
+            _model,
+            categories=("istio-io", "networking-istio-io"),
+        )
+    )
+register(
+    KindInfo(
+        "networking.istio.io",
+        ("v1alpha3",),
+        "EnvoyFilter",
+        "envoyfilters",
+        "envoyfilter",
+        True,
+        (),
+        "v1alpha3",
+        networking.EnvoyFilter,
+        categories=("istio-io", "networking-istio-io"),
+    )
+)
+for _kind, _plural, _short, _sec_model in (
+    ("AuthorizationPolicy", "authorizationpolicies", ("ap",), security.AuthorizationPolicy),
+    ("PeerAuthentication", "peerauthentications", ("pa",), security.PeerAuthentication),
+    ("RequestAuthentication", "requestauthentications", ("ra",), security.RequestAuthentication),
+):
+    register(
+        KindInfo(
+            "security.istio.io",
+            _SEC,
+            _kind,
+            _plural,
+            _kind.lower(),
+            True,
+            _short,
+            "v1",
+            _sec_model,
+            categories=("istio-io", "security-istio-io"),
+        )
+    )
+register(
+    KindInfo(
+        "telemetry.istio.io",
+        ("v1", "v1alpha1"),
+        "Telemetry",
+        "telemetries",
+        "telemetry",
+        True,
+        ("telemetry",),
+        "v1alpha1",
+        telemetry.Telemetry,
+        categories=("istio-io", "telemetry-istio-io"),
     )
 )

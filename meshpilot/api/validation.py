@@ -142,9 +142,10 @@ def _unknown_field_message(root: type[BaseModel], loc: Path) -> str:
     if parent is None:
         return message
     known = _json_names(parent)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
     if close:
-        return f'{message}, did you mean "{close[0]}"?'
+        return f'{message}, did you mean "{by_lower[close[0]]}"?'
     elsewhere = _find_elsewhere(parent, name)
     if elsewhere:
         base = format_path([e for e in loc[:-1]])
