@@ -1,0 +1,202 @@
+"""DestinationRule semantics: which rule applies to a host, and what it means for a cluster.
+
+A DestinationRule's trafficPolicy is layered: the top level, then ``portLevelSettings`` for the
+port, then the subset's own policy (with its own port-level settings). Each of loadBalancer,
+connectionPool and outlierDetection is replaced as a whole by the more specific layer, which is
+how Istio merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshpilot.controlplane._util import (
+    creation_order,
+    labels_match,
+    namespace_of,
+    parse_duration,
+    spec_of,
+)
+from meshpilot.controlplane.registry import expand_host, exported_to, host_matches, parse_export_to
+from meshpilot.xds.types import CircuitBreakers, Cluster, HashPolicy, OutlierDetection
+
+_POLICY_FIELDS = ("loadBalancer", "connectionPool", "outlierDetection", "tls")
+
+_SIMPLE_LB = {
+    "ROUND_ROBIN": "ROUND_ROBIN",
+    "LEAST_REQUEST": "LEAST_REQUEST",
+    "LEAST_CONN": "LEAST_REQUEST",
+    "RANDOM": "RANDOM",
+    # Istio's default since 1.14 when nothing (or UNSPECIFIED) is given.
+    "UNSPECIFIED": "LEAST_REQUEST",
+}
+
+
+@dataclass(frozen=True)
+class BoundRule:
+    """A DestinationRule chosen for one host, with its host expanded."""
+
+    obj: Mapping[str, Any]
+    host: str
+
+    @property
+    def namespace(self) -> str:
+        return namespace_of(self.obj)
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        return spec_of(self.obj)
+
+    @property
+    def config_path(self) -> str:
+        meta = self.obj.get("metadata") or {}
+        return f"/apis/networking.istio.io/v1/namespaces/{self.namespace}/destination-rule/{meta.get('name', '')}"
+
+    def subsets(self) -> list[Mapping[str, Any]]:
+        return [s for s in self.spec.get("subsets") or () if isinstance(s, Mapping) and s.get("name")]
+
+    def subset(self, name: str) -> Mapping[str, Any] | None:
+        for s in self.subsets():
+            if s.get("name") == name:
+                return s
+        return None
+
+
+def select_rule(
+    rules: Sequence[Mapping[str, Any]],
+    hostname: str,
+    *,
+    proxy_namespace: str,
+    proxy_labels: Mapping[str, str],
+    service_namespace: str,
+    root_namespace: str,
+    known_hosts: frozenset[str],
+) -> BoundRule | None:
+    """The one DestinationRule a proxy applies to ``hostname``.
+
+    Lookup order is Istio's: the proxy's namespace, the service's namespace, the root namespace,
+    then any other namespace exporting to the proxy; within a namespace an exact host beats a
+    wildcard, a longer wildcard beats a shorter one, and the oldest rule wins a tie.
+    """
+    best: tuple[tuple[int, int, int, tuple[str, str, str]], BoundRule] | None = None
+    for obj in rules:
+        ns = namespace_of(obj)
+        spec = spec_of(obj)
+        host = spec.get("host")
+        if not isinstance(host, str) or not host:
+            continue
+        if not exported_to(parse_export_to(spec.get("exportTo")), ns, proxy_namespace):
+            continue
+        selector = spec.get("workloadSelector")
+        if isinstance(selector, Mapping):
+            if ns != proxy_namespace or not labels_match(selector.get("matchLabels"), proxy_labels):
+                continue
+        expanded = expand_host(host, ns, known_hosts)
+        if not host_matches(expanded, hostname):
+            continue
+        tier = (
+            0 if ns == proxy_namespace else 1 if ns == service_namespace else 2 if ns == root_namespace else 3
+        )
+        exact = 0 if expanded == hostname else 1
+        rank = (tier, exact, -len(expanded), creation_order(obj))
+        if best is None or rank < best[0]:
+            best = (rank, BoundRule(obj=obj, host=expanded))
+    return best[1] if best else None
+
+
+def _port_layer(policy: Mapping[str, Any], port: int) -> dict[str, Any]:
+    merged = {k: policy[k] for k in _POLICY_FIELDS if k in policy}
+    for pls in policy.get("portLevelSettings") or ():
+        if not isinstance(pls, Mapping):
+            continue
+        number = (pls.get("port") or {}).get("number") if isinstance(pls.get("port"), Mapping) else None
+        if number == port:
+            merged.update({k: pls[k] for k in _POLICY_FIELDS if k in pls})
+    return merged
+
+
+def effective_policy(rule: BoundRule | None, port: int, subset: str = "") -> dict[str, Any]:
+    """The traffic policy that applies to ``port`` (and ``subset``) after Istio's layering."""
+    if rule is None:
+        return {}
+    top = rule.spec.get("trafficPolicy")
+    merged = _port_layer(top, port) if isinstance(top, Mapping) else {}
+    if subset:
+        s = rule.subset(subset)
+        sub_policy = s.get("trafficPolicy") if s else None
+        if isinstance(sub_policy, Mapping):
+            merged.update(_port_layer(sub_policy, port))
+    return merged
+
+
+def hash_policy(policy: Mapping[str, Any]) -> list[HashPolicy]:
+    """Route hash policy for a consistentHash load balancer (empty when not consistent hashing)."""
+    lb = policy.get("loadBalancer")
+    ch = lb.get("consistentHash") if isinstance(lb, Mapping) else None
+    if not isinstance(ch, Mapping):
+        return []
+    if ch.get("httpHeaderName"):
+        return [{"header": {"header_name": str(ch["httpHeaderName"]).lower()}}]
+    cookie = ch.get("httpCookie")
+    if isinstance(cookie, Mapping) and cookie.get("name"):
+        c: dict[str, Any] = {"name": str(cookie["name"])}
+        if cookie.get("ttl") is not None:
+            c["ttl"] = parse_duration(cookie["ttl"])
+        if cookie.get("path"):
+            c["path"] = str(cookie["path"])
+        return [{"cookie": c}]
+    if ch.get("useSourceIp"):
+        return [{"connection_properties": {"source_ip": True}}]
+    if ch.get("httpQueryParameterName"):
+        return [{"query_parameter": {"name": str(ch["httpQueryParameterName"])}}]
+    return []
+
+
+def apply_policy(cluster: Cluster, policy: Mapping[str, Any], default_connect_timeout: float) -> None:
+    """Fill lb_policy, connect_timeout, circuit_breakers and outlier_detection of ``cluster``."""
+    cluster["connect_timeout"] = default_connect_timeout
+    lb = policy.get("loadBalancer")
+    if isinstance(lb, Mapping):
+        if isinstance(lb.get("consistentHash"), Mapping):
+            cluster["lb_policy"] = "MAGLEV" if "maglev" in lb["consistentHash"] else "RING_HASH"
+        elif lb.get("simple") == "PASSTHROUGH":
+            cluster["type"] = "ORIGINAL_DST"
+            cluster["lb_policy"] = "CLUSTER_PROVIDED"
+        elif lb.get("simple"):
+            cluster["lb_policy"] = _SIMPLE_LB.get(str(lb["simple"]), "LEAST_REQUEST")  # type: ignore[typeddict-item]
+    pool = policy.get("connectionPool")
+    if isinstance(pool, Mapping):
+        breakers: CircuitBreakers = {}
+        tcp = pool.get("tcp") if isinstance(pool.get("tcp"), Mapping) else {}
+        http = pool.get("http") if isinstance(pool.get("http"), Mapping) else {}
+        assert isinstance(tcp, Mapping) and isinstance(http, Mapping)
+        if tcp.get("maxConnections") is not None:
+            breakers["max_connections"] = int(tcp["maxConnections"])
+        if tcp.get("connectTimeout"):
+            cluster["connect_timeout"] = parse_duration(tcp["connectTimeout"])
+        if http.get("http1MaxPendingRequests") is not None:
+            breakers["max_pending_requests"] = int(http["http1MaxPendingRequests"])
+        if http.get("http2MaxRequests") is not None:
+            breakers["max_requests"] = int(http["http2MaxRequests"])
+        if http.get("maxRetries") is not None:
+            breakers["max_retries"] = int(http["maxRetries"])
+        if http.get("maxRequestsPerConnection") is not None:
+            breakers["max_requests_per_connection"] = int(http["maxRequestsPerConnection"])
+        if http.get("idleTimeout"):
+            cluster["idle_timeout"] = parse_duration(http["idleTimeout"])
+        if breakers:
+            cluster["circuit_breakers"] = breakers
+    od = policy.get("outlierDetection")
+    if isinstance(od, Mapping):
+        # Istio's documented defaults for fields left out of an outlierDetection block.
+        detection: OutlierDetection = {
+            "consecutive_5xx": int(od.get("consecutive5xxErrors", od.get("consecutiveErrors", 5))),
+            "interval": parse_duration(od.get("interval", "10s")),
+            "base_ejection_time": parse_duration(od.get("baseEjectionTime", "30s")),
+            "max_ejection_percent": int(od.get("maxEjectionPercent", 10)),
+        }
+        if od.get("consecutiveGatewayErrors") is not None:
+            detection["consecutive_gateway_failure"] = int(od["consecutiveGatewayErrors"])
+        cluster["outlier_detection"] = detection
