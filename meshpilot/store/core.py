@@ -23,7 +23,7 @@ import random
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -509,7 +509,7 @@ class Store:
         resource_version: str | None = None,
         label_selector: str | LabelSelector | None = None,
         field_selector: str | FieldSelector | None = None,
-    ) -> AsyncIterator[tuple[EventType, Obj]]:
+    ) -> AsyncGenerator[tuple[EventType, Obj], None]:
         """Changes as ``(type, object)``: history after ``resource_version``, then live.
 
         Without a resourceVersion (or with "0") the watch starts with a synthetic ``ADDED`` for

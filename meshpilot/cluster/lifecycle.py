@@ -1,0 +1,336 @@
+"""Bring a local cluster up and down: pick its address, record it, start and stop its daemon.
+
+The daemon is detached (own session, output to daemon.log) so it outlives the command that
+started it. ``up`` is idempotent: a running cluster is left alone, a dead daemon is restarted
+(and re-adopts its pods). ``down`` stops the daemon with SIGTERM, which stops every pod, and then
+checks that no process the cluster recorded is still alive, killing any that is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from meshpilot import paths
+from meshpilot.cluster import kubeconfig, state
+from meshpilot.cluster.state import ClusterInfo
+
+DEFAULT_NAME = "default"
+API_PORT = 6443
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 45.0
+
+
+class ClusterError(Exception):
+    """A lifecycle step failed; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    info: ClusterInfo
+    pid: int | None
+    running: bool
+    ready: bool
+
+    @property
+    def state(self) -> str:
+        if self.ready:
+            return "Running"
+        if self.running:
+            return "Starting"
+        return "Stopped"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def pick_index(taken: Iterable[int]) -> int:
+    """The first N in 1..254 not recorded here whose 127.N.0.1:6443 is free."""
+    used = set(taken)
+    for index in range(1, 255):
+        if index in used:
+            continue
+        if _port_free(f"127.{index}.0.1", API_PORT):
+            return index
+    raise ClusterError("no free cluster index: every 127.N.0.1:6443 (N = 1..254) is in use")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def daemon_pid(info: ClusterInfo) -> int | None:
+    """The PID in daemon.pid if that process is alive and is our daemon for this cluster."""
+    try:
+        pid = int(info.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        cmdline = proc.cmdline()
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    if "meshpilot.cluster.daemon" in " ".join(cmdline) and info.name in cmdline:
+        return pid
+    return None
+
+
+def is_ready(info: ClusterInfo, timeout: float = 2.0) -> bool:
+    """Ready and ours: an authenticated request succeeds (another home's daemon would answer 401)."""
+    try:
+        response = httpx.get(
+            f"{info.server}/api", timeout=timeout, headers={"Authorization": f"Bearer {info.token}"}
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def status(name: str) -> ClusterStatus:
+    try:
+        info = state.load(name)
+    except FileNotFoundError:
+        raise ClusterError(
+            f"cluster {name!r} does not exist (run `meshpilot cluster up --name {name}`)"
+        ) from None
+    pid = daemon_pid(info)
+    return ClusterStatus(info, pid, pid is not None, pid is not None and is_ready(info))
+
+
+def list_clusters() -> list[ClusterStatus]:
+    out = []
+    for info in state.recorded():
+        pid = daemon_pid(info)
+        out.append(ClusterStatus(info, pid, pid is not None, pid is not None and is_ready(info)))
+    return out
+
+
+def _create_info(name: str, mesh: bool, avoid: Iterable[int] = ()) -> ClusterInfo:
+    others = [c.index for c in state.recorded() if c.name != name] + list(avoid)
+    index = pick_index(others)
+    return ClusterInfo(
+        name=name,
+        index=index,
+        state_dir=paths.cluster_dir(name),
+        token=secrets.token_urlsafe(32),
+        api_port=API_PORT,
+        mesh=mesh,
+    )
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start_daemon(info: ClusterInfo, timeout: float = READY_TIMEOUT) -> int:
+    """Start the daemon detached and wait for ``/readyz``; returns its PID."""
+    info.state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["MESHPILOT_HOME"] = str(paths.home())
+    with open(info.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshpilot.cluster.daemon", "--name", info.name],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(info.state_dir),
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise ClusterError(
+                f"cluster daemon exited with code {code} during start; last lines of {info.log_file}:\n"
+                + _tail(info.log_file)
+            )
+        if is_ready(info, timeout=1.0):
+            return proc.pid
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5)
+    raise ClusterError(f"cluster daemon did not become ready within {timeout:.0f}s; see {info.log_file}")
+
+
+def up(name: str = DEFAULT_NAME, *, mesh: bool = True) -> tuple[ClusterInfo, str]:
+    """Create or restart cluster ``name``; returns its info and a one-line message for the user."""
+    try:
+        info = state.load(name)
+        created = False
+    except FileNotFoundError:
+        info = _create_info(name, mesh)
+        created = True
+    if not created and mesh != info.mesh and daemon_pid(info) is None:
+        info = ClusterInfo(info.name, info.index, info.state_dir, info.token, info.api_port, mesh)
+    pid = daemon_pid(info)
+    if pid is not None:
+        kubeconfig.add_cluster(info.context, info.server, info.token)
+        return info, f"cluster {name} is already running at {info.server} (daemon pid {pid})"
+    if not created and not _port_free(info.api_host, info.api_port):
+        raise ClusterError(
+            f"cannot restart cluster {name}: {info.api_host}:{info.api_port} is in use by another process"
+        )
+    info.save()
+    kubeconfig.add_cluster(info.context, info.server, info.token)
+    failed: list[int] = []
+    while True:
+        try:
+            pid = start_daemon(info)
+            break
+        except ClusterError:
+            # Another MESHPILOT_HOME may have taken the same free address a moment before us.
+            if not created or len(failed) >= 5 or _port_free(info.api_host, info.api_port):
+                raise
+            failed.append(info.index)
+            info = _create_info(name, mesh, failed)
+            info.save()
+            kubeconfig.add_cluster(info.context, info.server, info.token)
+    verb = "created" if created else "restarted"
+    return info, f"cluster {name} {verb} at {info.server} (daemon pid {pid}, context {info.context})"
+
+
+def recorded_pids(info: ClusterInfo) -> list[tuple[int, float | None]]:
+    """(pid, start time) of every container the store records, read straight from store.db."""
+    if not info.store_path.exists():
+        return []
+    from meshpilot.store import Store
+
+    store = Store(info.store_path)
+    try:
+        pods, _ = store.list(("", "pods"))
+    finally:
+        store.close()
+    out: list[tuple[int, float | None]] = []
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        statuses += (pod.get("status") or {}).get("initContainerStatuses") or []
+        for cs in statuses:
+            container_id = str(cs.get("containerID") or "")
+            if not container_id.startswith("meshpilot://"):
+                continue
+            pid_text, _, start_text = container_id.removeprefix("meshpilot://").partition("-")
+            try:
+                pid = int(pid_text)
+            except ValueError:
+                continue
+            try:
+                start = float(start_text) if start_text else None
+            except ValueError:
+                start = None
+            out.append((pid, start))
+    return out
+
+
+def _same_process(pid: int, start: float | None) -> bool:
+    """Is ``pid`` still the process that was recorded (not a reused PID)?"""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = proc.create_time()
+    except psutil.Error:
+        return False
+    return start is None or abs(created - start) < 2.0
+
+
+def surviving_pids(info: ClusterInfo) -> list[int]:
+    return [pid for pid, start in recorded_pids(info) if _same_process(pid, start)]
+
+
+def _kill_tree(pid: int) -> None:
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        proc.kill()
+
+
+def down(name: str = DEFAULT_NAME, timeout: float = STOP_TIMEOUT) -> str:
+    """Stop the daemon and every pod; returns a one-line message. Raises if a process survives."""
+    try:
+        info = state.load(name)
+    except FileNotFoundError:
+        raise ClusterError(f"cluster {name!r} does not exist") from None
+    pid = daemon_pid(info)
+    message = f"cluster {name} was not running"
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            _kill_tree(pid)
+            message = (
+                f"cluster {name} stopped (daemon pid {pid} did not exit in {timeout:.0f}s and was killed)"
+            )
+        else:
+            message = f"cluster {name} stopped"
+        with contextlib.suppress(FileNotFoundError):
+            info.pid_file.unlink()
+    leftovers = surviving_pids(info)
+    for leftover in leftovers:
+        _kill_tree(leftover)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in leftovers):
+        time.sleep(0.05)
+    alive = [p for p in leftovers if _pid_alive(p)]
+    if alive:
+        raise ClusterError(f"cluster {name}: processes {alive} survived SIGKILL")
+    if leftovers:
+        message += f"; killed {len(leftovers)} leftover pod process(es)"
+    return message
+
+
+def describe(s: ClusterStatus) -> dict[str, object]:
+    """A JSON-able summary for ``cluster status -o json`` and ``cluster list``."""
+    return {
+        "name": s.info.name,
+        "state": s.state,
+        "server": s.info.server,
+        "context": s.info.context,
+        "index": s.info.index,
+        "pid": s.pid,
+        "mesh": s.info.mesh,
+        "stateDir": str(s.info.state_dir),
+    }
+
+
+def to_json(statuses: Iterable[ClusterStatus]) -> str:
+    return json.dumps([describe(s) for s in statuses], indent=2)

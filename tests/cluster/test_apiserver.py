@@ -1,0 +1,280 @@
+"""The API server speaks Kubernetes' REST dialect: a maintained client library (lightkube) works.
+
+Every test drives a real HTTP server on loopback (see ``apiserver`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from lightkube import ApiError as LightkubeError
+from lightkube import Client as Lightkube
+from lightkube import KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Namespace
+
+from meshpilot.client import ApiError, Client
+
+VirtualService = create_namespaced_resource("networking.istio.io", "v1", "VirtualService", "virtualservices")
+VirtualServiceBeta = create_namespaced_resource(
+    "networking.istio.io", "v1beta1", "VirtualService", "virtualservices"
+)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def lk(apiserver: Any) -> Any:
+    config = KubeConfig.from_dict(
+        {
+            "clusters": [{"name": "c", "cluster": {"server": apiserver.url}}],
+            "users": [{"name": "u", "user": {"token": apiserver.token}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "default"}}],
+            "current-context": "x",
+        }
+    )
+    client = Lightkube(config=config, field_manager="tests")
+    yield client
+
+
+@pytest.fixture(scope="module")
+def client(apiserver: Any) -> Any:
+    with Client(apiserver.url, apiserver.token) as c:
+        yield c
+
+
+def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "app", "image": "local", "command": ["python", "-c", "pass"]}]
+                },
+            },
+        },
+    }
+
+
+def virtual_service(name: str, weight: Any = 100) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "hosts": ["productcatalog"],
+            "http": [
+                {"route": [{"destination": {"host": "productcatalog", "subset": "v1"}, "weight": weight}]}
+            ],
+        },
+    }
+
+
+def test_unauthenticated_requests_get_401(apiserver: Any) -> None:
+    response = httpx.get(f"{apiserver.url}/api/v1/namespaces")
+    assert response.status_code == 401
+    assert response.json()["reason"] == "Unauthorized"
+    wrong = httpx.get(f"{apiserver.url}/api/v1/namespaces", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert httpx.get(f"{apiserver.url}/readyz").text == "ok"
+
+
+def test_discovery_documents(client: Client) -> None:
+    core = client.request("GET", "/api/v1").json()
+    pods = next(r for r in core["resources"] if r["name"] == "pods")
+    assert (
+        pods["kind"] == "Pod"
+        and pods["namespaced"]
+        and "watch" in pods["verbs"]
+        and "po" in pods["shortNames"]
+    )
+    assert any(r["name"] == "pods/log" for r in core["resources"])
+    groups = {g["name"]: g for g in client.request("GET", "/apis").json()["groups"]}
+    assert {"apps", "networking.istio.io", "security.istio.io"} <= set(groups)
+    istio_versions = [v["version"] for v in groups["networking.istio.io"]["versions"]]
+    assert {"v1", "v1beta1", "v1alpha3"} <= set(istio_versions)
+    apps = client.request("GET", "/apis/apps/v1").json()
+    assert any(r["name"] == "deployments/scale" and r["kind"] == "Scale" for r in apps["resources"])
+    assert client.request("GET", "/version").json()["major"] == "1"
+
+
+def test_lightkube_core_crud_and_watch(lk: Any, apiserver: Any) -> None:
+    name = unique("cm")
+    created = lk.create(ConfigMap(metadata=ObjectMeta(name=name, labels={"suite": "crud"}), data={"k": "v"}))
+    assert created.metadata.uid and created.metadata.resourceVersion
+    got = lk.get(ConfigMap, name)
+    assert got.data == {"k": "v"}
+    assert name in [c.metadata.name for c in lk.list(ConfigMap, labels={"suite": "crud"})]
+    patched = lk.patch(ConfigMap, name, {"data": {"k": "w"}})
+    assert patched.data == {"k": "w"}
+    with pytest.raises(LightkubeError) as info:
+        lk.create(ConfigMap(metadata=ObjectMeta(name=name)))
+    assert info.value.status.code == 409 and info.value.status.reason == "AlreadyExists"
+
+    # watch from the creation's resourceVersion: the patch and the deletion arrive in order
+    events: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        for op, obj in lk.watch(
+            ConfigMap,
+            namespace="default",
+            resource_version=created.metadata.resourceVersion,
+            labels={"suite": "crud"},
+        ):
+            events.append((op, obj.metadata.name))
+            if op == "DELETED":
+                done.set()
+                return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    lk.delete(ConfigMap, name)
+    assert done.wait(10), events
+    assert events == [("MODIFIED", name), ("DELETED", name)]
+    with pytest.raises(LightkubeError) as missing:
+        lk.get(ConfigMap, name)
+    assert missing.value.status.code == 404
+
+
+def test_lightkube_deployment_scale_and_apply(lk: Any) -> None:
+    name = unique("web")
+    dep = lk.create(Deployment.from_dict(deployment(name)))
+    assert dep.metadata.generation == 1
+    scaled = lk.patch(Deployment, name, {"spec": {"replicas": 3}})
+    assert scaled.spec.replicas == 3 and scaled.metadata.generation == 2
+    from lightkube.resources.apps_v1 import Deployment as D
+
+    scale = lk.get(D.Scale, name)
+    assert scale.spec.replicas == 3 and scale.status.selector == f"app={name}"
+    # server-side apply (lightkube's apply) creates and updates
+    applied_name = unique("applied")
+    applied = lk.apply(Deployment.from_dict(deployment(applied_name, 2)))
+    assert applied.spec.replicas == 2
+    lk.delete(Deployment, name)
+    lk.delete(Deployment, applied_name)
+
+
+def test_lightkube_istio_generic_resources_in_every_version(lk: Any) -> None:
+    name = unique("vs")
+    created = lk.create(VirtualService.from_dict(virtual_service(name)))
+    assert created.apiVersion == "networking.istio.io/v1"
+    # the same object under another served version
+    beta = lk.get(VirtualServiceBeta, name)
+    assert beta.apiVersion == "networking.istio.io/v1beta1"
+    assert beta.spec["http"][0]["route"][0]["destination"]["subset"] == "v1"
+    lk.patch(VirtualService, name, {"spec": {"hosts": ["productcatalog", "catalog"]}})
+    assert lk.get(VirtualService, name).spec["hosts"] == ["productcatalog", "catalog"]
+    assert name in [v.metadata.name for v in lk.list(VirtualService, namespace="*")]
+    lk.delete(VirtualService, name)
+
+
+def test_invalid_objects_are_422_with_field_paths(client: Client, lk: Any) -> None:
+    with pytest.raises(ApiError) as info:
+        client.create(virtual_service(unique("bad"), weight="ten"))
+    err = info.value
+    assert err.status == 422 and err.reason == "Invalid"
+    assert "spec.http[0].route[0].weight" in err.message
+    assert err.details["causes"][0]["field"] == "spec.http[0].route[0].weight"
+    with pytest.raises(LightkubeError) as lk_info:
+        lk.create(Namespace(metadata=ObjectMeta(name="Not_A_Valid_Name")))
+    assert lk_info.value.status.code == 422
+
+
+def test_namespace_must_exist(client: Client) -> None:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "nowhere"}}
+    with pytest.raises(ApiError) as info:
+        client.create(obj)
+    assert info.value.status == 404 and 'namespaces "nowhere" not found' in info.value.message
+
+
+def test_status_subresource_and_conflicts(client: Client) -> None:
+    name = unique("st")
+    created = client.create(deployment(name))
+    client.patch("deploy", name, {"status": {"replicas": 5}})  # main resource ignores status
+    assert "status" not in client.get("deployments", name) or client.get("deployments", name)["status"] == {}
+    client.patch("deployments.apps", name, {"status": {"replicas": 1}}, subresource="status")
+    assert client.get(("apps", "deployments"), name)["status"]["replicas"] == 1
+    stale = dict(created, spec=dict(created["spec"], replicas=4))
+    with pytest.raises(ApiError) as info:
+        client.replace(stale)
+    assert info.value.status == 409 and info.value.reason == "Conflict"
+    client.delete("deploy", name)
+
+
+def test_watch_with_too_old_version_is_gone(client: Client, apiserver: Any) -> None:
+    apiserver.store._compacted = 5  # as if history before revision 5 had been compacted
+    try:
+        with pytest.raises(ApiError) as info:
+            next(iter(client.watch("configmaps", resource_version="1")))
+        assert info.value.status == 410 and info.value.reason == "Expired"
+    finally:
+        apiserver.store._compacted = 0
+
+
+def test_our_client_watch_list_and_pods(client: Client, apiserver: Any) -> None:
+    name = unique("pod")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {"containers": [{"name": "main", "image": "local", "command": ["python", "-c", "pass"]}]},
+    }
+    client.create(pod)
+    items = client.list("po", label_selector=f"app={name}")
+    assert [p["metadata"]["name"] for p in items] == [name] and int(items.resource_version) > 0
+    # logs come from the file the runtime writes
+    log_dir = apiserver.info.pods_dir / "default" / name
+    log_dir.mkdir(parents=True)
+    (log_dir / "main.log").write_text("one\ntwo\nthree\n")
+    assert client.logs(name) == "one\ntwo\nthree\n"
+    assert client.logs(name, container="main", tail_lines=1) == "three\n"
+    with pytest.raises(ApiError) as info:
+        client.logs(name, container="nope")
+    assert info.value.status == 400
+    # graceful deletion: the pod is marked, then removed with grace 0
+    marked = client.delete("pods", name)
+    assert marked["metadata"]["deletionTimestamp"]
+    events = client.watch("pods", resource_version=marked["metadata"]["resourceVersion"], timeout_seconds=5)
+    client.delete("pods", name, grace_period_seconds=0)
+    assert next(iter(events))[0] == "DELETED"
+
+
+def test_meshpilot_apply_is_atomic(client: Client) -> None:
+    good, bad = unique("good"), unique("bad")
+    ns = unique("ns")
+    items = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        dict(deployment(good), metadata={"name": good, "namespace": ns}),
+        virtual_service(bad, weight="ten"),
+    ]
+    with pytest.raises(ApiError) as info:
+        client.apply(items)
+    assert info.value.status == 422
+    with pytest.raises(ApiError):
+        client.get("namespaces", ns)
+    results = client.apply(items[:2])
+    assert [r["result"] for r in results] == ["created", "created"]
+    assert [r["result"] for r in client.apply(items[:2])] == ["unchanged", "unchanged"]
+    changed = dict(items[1], spec=dict(items[1]["spec"], replicas=3))
+    assert [r["result"] for r in client.apply([items[0], changed])] == ["unchanged", "configured"]
+    assert client.get("deploy", good, ns)["spec"]["replicas"] == 3
+    # a failure in the middle of the transaction (namespace missing) changes nothing
+    other = dict(deployment(unique("x")), metadata={"name": "x", "namespace": unique("missing")})
+    with pytest.raises(ApiError) as missing:
+        client.apply([dict(changed, spec=dict(changed["spec"], replicas=5)), other])
+    assert missing.value.status == 404
+    assert client.get("deploy", good, ns)["spec"]["replicas"] == 3
