@@ -1,0 +1,217 @@
+"""The userspace service proxy: ClusterIP:port -> a ready endpoint (kube-proxy's userspace mode).
+
+One TCP listener per Service port on the Service's ClusterIP. Each accepted connection goes to
+the next ready endpoint (round-robin); an endpoint that refuses or does not answer within a
+second is skipped and the next one tried, so a pod that just died costs a retry, not a failed
+request. The outgoing socket is bound to the ClusterIP itself: the pod sees the Service as the
+peer (as it would see the node with kube-proxy), and loopback addresses of other clusters or of
+pods are never used as a source.
+
+Endpoints changes replace the backend lists; connections already established keep their
+backend until they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from meshpilot import tasks
+from meshpilot.cluster.informer import watch_forever
+from meshpilot.cluster.objects import ENDPOINTS, SERVICES, Obj, name_of, namespace_of
+from meshpilot.cluster.probes import IP_BIND_ADDRESS_NO_PORT
+from meshpilot.cluster.state import ClusterInfo
+from meshpilot.store import Store
+
+log = logging.getLogger("meshpilot.cluster.serviceproxy")
+
+CONNECT_TIMEOUT = 1.0
+CHUNK = 256 * 1024
+
+PortKey = tuple[str, str, str]  # (namespace, service, port name)
+
+
+@dataclass
+class _Listener:
+    key: PortKey
+    server: asyncio.Server
+    connections: int = 0
+
+
+class ServiceProxy:
+    def __init__(self, store: Store, info: ClusterInfo) -> None:
+        self.store = store
+        self.info = info
+        self.backends: dict[PortKey, list[tuple[str, int]]] = {}
+        self._listeners: dict[tuple[str, int], _Listener] = {}
+        self._counters: dict[PortKey, itertools.count[int]] = {}
+        self._watches: list[asyncio.Task[None]] = []
+        self._dirty = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.active = 0
+
+    def __repr__(self) -> str:
+        backends = sum(len(b) for b in self.backends.values())
+        return f"<ServiceProxy {self.info.name} [{len(self._listeners)} listeners, {backends} backends, {self.active} connections]>"
+
+    def serves(self, ip: str) -> bool:
+        """Whether new connections may still be sent to ``ip``."""
+        return any(ip == host for backends in self.backends.values() for host, _ in backends)
+
+    async def start(self) -> None:
+        await self.sync()
+        for key in (SERVICES, ENDPOINTS):
+            self._watches.append(
+                tasks.spawn(
+                    watch_forever(self.store, key, self._on_event), name=f"serviceproxy: watch {key[1]}"
+                )
+            )
+        self._loop_task = tasks.spawn(self._run(), name="serviceproxy: sync")
+
+    def _on_event(self, _type: str, _obj: Obj) -> None:
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("service proxy sync failed")
+                await asyncio.sleep(0.5)
+
+    async def sync(self) -> None:
+        services, _ = self.store.list(SERVICES)
+        endpoints, _ = self.store.list(ENDPOINTS)
+        by_name = {(namespace_of(e), name_of(e)): e for e in endpoints}
+        wanted: dict[tuple[str, int], PortKey] = {}
+        backends: dict[PortKey, list[tuple[str, int]]] = {}
+        for svc in services:
+            spec = svc.get("spec", {})
+            ip = spec.get("clusterIP")
+            if not ip or ip == "None" or spec.get("type") == "ExternalName":
+                continue
+            ns, name = namespace_of(svc), name_of(svc)
+            ep = by_name.get((ns, name)) or {}
+            for port in spec.get("ports") or []:
+                if str(port.get("protocol") or "TCP") != "TCP":
+                    continue
+                pname = str(port.get("name") or "")
+                key = (ns, name, pname)
+                wanted[(ip, int(port["port"]))] = key
+                targets: list[tuple[str, int]] = []
+                for subset in ep.get("subsets") or []:
+                    sports = subset.get("ports") or []
+                    match = next((p for p in sports if str(p.get("name") or "") == pname), None)
+                    if match is None and len(sports) == 1 and len(spec.get("ports") or []) == 1:
+                        match = sports[0]
+                    if match is None:
+                        continue
+                    for address in subset.get("addresses") or []:
+                        targets.append((str(address["ip"]), int(match["port"])))
+                backends[key] = targets
+        self.backends = backends
+        for addr in list(self._listeners):
+            listener = self._listeners[addr]
+            if wanted.get(addr) != listener.key:
+                listener.server.close()  # stops accepting; established connections carry on
+                del self._listeners[addr]
+        for addr, key in wanted.items():
+            if addr in self._listeners:
+                continue
+            try:
+                server = await asyncio.start_server(
+                    self._handler(key, addr), host=addr[0], port=addr[1], reuse_address=True
+                )
+            except OSError as exc:
+                log.warning(
+                    "service %s/%s: cannot listen on %s:%d: %s", key[0], key[1], addr[0], addr[1], exc
+                )
+                continue
+            self._listeners[addr] = _Listener(key, server)
+
+    async def _connect(
+        self, key: PortKey, source: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        backends = list(self.backends.get(key) or [])
+        if not backends:
+            return None
+        counter = self._counters.setdefault(key, itertools.count())
+        first = next(counter)
+        for attempt in range(len(backends)):
+            host, port = backends[(first + attempt) % len(backends)]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.setblocking(False)
+                sock.bind((source, 0))
+                await asyncio.wait_for(
+                    asyncio.get_running_loop().sock_connect(sock, (host, port)), CONNECT_TIMEOUT
+                )
+                return await asyncio.open_connection(sock=sock)
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                log.debug("service %s/%s: endpoint %s:%d failed: %s", key[0], key[1], host, port, exc)
+        return None
+
+    def _handler(
+        self, key: PortKey, addr: tuple[str, int]
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._handle(reader, writer, key, addr)
+
+        return handle
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: PortKey, addr: tuple[str, int]
+    ) -> None:
+        self.active += 1
+        try:
+            upstream = await self._connect(key, addr[0])
+            if upstream is None:
+                return
+            up_reader, up_writer = upstream
+            try:
+                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+            finally:
+                up_writer.close()
+        finally:
+            self.active -= 1
+            writer.close()
+
+    async def stop(self) -> None:
+        for task in self._watches:
+            task.cancel()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for task in [*self._watches, *([self._loop_task] if self._loop_task else [])]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for listener in self._listeners.values():
+            listener.server.close()
+        for listener in self._listeners.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.server.wait_closed(), 1.0)
+        self._listeners.clear()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction until EOF, then half-close (so request/response protocols finish)."""
+    try:
+        while True:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
