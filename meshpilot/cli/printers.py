@@ -16,6 +16,7 @@ import yaml
 
 Obj = dict[str, Any]
 NONE = "<none>"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -448,6 +449,7 @@ def as_list(items: Sequence[Obj]) -> Obj:
 def _kv(lines: list[str], key: str, value: Any, indent: int = 0, width: int = 14) -> None:
     pad = " " * indent
     label = f"{key}:"
+    width = max(width, len(label) + 1)
     if isinstance(value, dict):
         if not value:
             lines.append(f"{pad}{label.ljust(width)}{NONE}")
@@ -573,7 +575,9 @@ def describe(obj: Obj, events: Sequence[Obj], now: datetime) -> str:
     if meta.get("namespace"):
         _kv(lines, "Namespace", meta.get("namespace"))
     _kv(lines, "Labels", meta.get("labels") or {})
-    _kv(lines, "Annotations", meta.get("annotations") or {})
+    # As kubectl does, leave out the (long, machine-read) record of the last apply.
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    _kv(lines, "Annotations", annotations)
     if kind == "Pod":
         _kv(lines, "Service Account", spec.get("serviceAccountName"))
         _kv(lines, "Node", spec.get("nodeName"))
