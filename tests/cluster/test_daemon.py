@@ -1,0 +1,176 @@
+"""The cluster daemon's lifecycle on real processes: up, status, list, crash and restart, down.
+
+Uses its own MESHPILOT_HOME and cluster (it kills the daemon on purpose), separate from the
+session-wide ``cluster`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from meshpilot.client import ApiError, Client
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def meshpilot(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MESHPILOT_HOME=str(home))
+    env.pop("MESHPILOT_CONTEXT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "meshpilot", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def status_json(home: Path, name: str) -> dict[str, Any]:
+    result = meshpilot(home, "cluster", "status", "--name", name, "-o", "json")
+    return dict(json.loads(result.stdout))
+
+
+def client_for(home: Path, context: str) -> Client:
+    config = yaml.safe_load((home / "kubeconfig").read_text())
+    ctx = next(c for c in config["contexts"] if c["name"] == context)["context"]
+    server = next(c for c in config["clusters"] if c["name"] == ctx["cluster"])["cluster"]["server"]
+    token = next(u for u in config["users"] if u["name"] == ctx["user"])["user"]["token"]
+    return Client(server, token)
+
+
+SLEEPER = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "sleeper", "namespace": "default", "labels": {"app": "sleeper"}},
+    "spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [
+            {"name": "main", "image": "local", "command": ["python", "-c", "import time; time.sleep(600)"]}
+        ],
+    },
+}
+
+
+def container_pid(client: Client) -> int | None:
+    pod = client.get("pods", "sleeper")
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        cid = str(cs.get("containerID") or "")
+        if cid.startswith("meshpilot://") and (cs.get("state") or {}).get("running") is not None:
+            return int(cid.removeprefix("meshpilot://").split("-")[0])
+    return None
+
+
+def test_lifecycle_up_status_crash_restart_down(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    name = "life"
+    daemon_pid = None
+    try:
+        first = meshpilot(home, "cluster", "up", "--name", name, "--no-mesh")
+        assert first.returncode == 0, first.stderr
+        assert f"cluster {name} created at http://127." in first.stdout
+
+        status = status_json(home, name)
+        assert status["state"] == "Running" and status["mesh"] is False
+        daemon_pid = int(status["pid"])
+        recorded = json.loads((home / "clusters" / name / "cluster.json").read_text())
+        assert recorded["index"] == status["index"] and recorded["mesh"] is False
+        assert oct((home / "kubeconfig").stat().st_mode & 0o777) == "0o600"
+
+        again = meshpilot(home, "cluster", "up", "--name", name)
+        assert again.returncode == 0 and "already running" in again.stdout
+
+        listing = meshpilot(home, "cluster", "list")
+        assert name in listing.stdout and "Running" in listing.stdout
+
+        client = client_for(home, f"meshpilot-{name}")
+        # a new cluster has the default namespace and the kubernetes Service
+        assert client.get("namespaces", "default")["metadata"]["name"] == "default"
+        kubernetes = client.get("services", "kubernetes", "default")
+        cm = client.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "1"}}
+        )
+        client.create(SLEEPER)
+        pod_pid = wait_for(lambda: container_pid(client), 30, "the pod's process")
+        assert alive(pod_pid)
+
+        # the daemon dies: pods keep running, objects survive, `up` restarts and re-adopts
+        os.kill(daemon_pid, signal.SIGKILL)
+        wait_for(lambda: not alive(daemon_pid), 10, "the daemon to die")
+        assert status_json(home, name)["state"] == "Stopped"
+        assert alive(pod_pid)
+
+        restarted = meshpilot(home, "cluster", "up", "--name", name)
+        assert restarted.returncode == 0, restarted.stderr
+        assert "restarted" in restarted.stdout
+        daemon_pid = int(status_json(home, name)["pid"])
+        kept = client.get("configmaps", "keep")
+        assert kept["metadata"]["uid"] == cm["metadata"]["uid"] and kept["data"] == {"a": "1"}
+        assert (
+            client.get("services", "kubernetes", "default")["metadata"]["uid"]
+            == kubernetes["metadata"]["uid"]
+        )
+        time.sleep(1.0)  # give the controllers a moment; the adopted process must be the same one
+        assert container_pid(client) == pod_pid and alive(pod_pid)
+
+        down = meshpilot(home, "cluster", "down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert not alive(daemon_pid)
+        assert not alive(pod_pid)
+        assert status_json(home, name)["state"] == "Stopped"
+        client.close()
+        with pytest.raises(ApiError) as unreachable:
+            Client(recorded["server"], recorded["token"]).get("namespaces", "default")
+        assert unreachable.value.status == 503
+    finally:
+        if daemon_pid and alive(daemon_pid):
+            meshpilot(home, "cluster", "down", "--name", name)
+
+
+def test_context_option_selects_the_cluster(cluster: Any) -> None:
+    status = cluster.cli("--context", cluster.context, "cluster", "status")
+    assert status.exit_code == 0, status.stderr
+    assert f"cluster {cluster.name}: Running" in status.stdout
+    unknown = cluster.cli("cluster", "status", "--name", "nope")
+    assert unknown.exit_code != 0 and "does not exist" in unknown.stderr
+
+
+def test_session_cluster_serves_lightkube(cluster: Any) -> None:
+    from lightkube import Client as Lightkube
+    from lightkube import KubeConfig
+    from lightkube.resources.core_v1 import Namespace
+
+    config = KubeConfig.from_file(str(cluster.home / "kubeconfig"))
+    lk = Lightkube(config=config)
+    names = [ns.metadata.name for ns in lk.list(Namespace)]
+    assert "default" in names
