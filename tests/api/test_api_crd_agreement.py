@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -59,7 +60,9 @@ def test_model_agrees_with_crd_schema(name: str, valid: bool, text: str) -> None
         assert line.startswith(f"{name}.yaml:"), line
 
 
-@pytest.mark.parametrize(("name", "valid", "text"), [s for s in SAMPLES if s[1]], ids=[s[0] for s in SAMPLES if s[1]])
+@pytest.mark.parametrize(
+    ("name", "valid", "text"), [s for s in SAMPLES if s[1]], ids=[s[0] for s in SAMPLES if s[1]]
+)
 def test_valid_samples_agree_in_every_served_version(name: str, valid: bool, text: str) -> None:
     (doc,) = load_documents(text, f"{name}.yaml")
     group = doc.obj["apiVersion"].split("/")[0]
@@ -92,7 +95,7 @@ def _model_of(annotation: Any) -> Any:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:
             annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(args) != 1:
                 return None
