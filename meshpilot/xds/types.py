@@ -226,6 +226,10 @@ class Cluster(TypedDict):
     transport_socket: NotRequired[dict[str, Any]]
     # {"istio": {"services": [{"host": fqdn, "name": svc, "namespace": ns}], "subset": "v1"}}
     metadata: NotRequired[dict[str, Any]]
+    # STATIC and STRICT_DNS clusters carry their endpoints inline, as in Envoy (EDS clusters get
+    # theirs from ClusterLoadAssignment resources of the same name; for STRICT_DNS, ``address``
+    # is a host name resolved by the proxy).
+    load_assignment: NotRequired[ClusterLoadAssignment]
 
 
 class LbEndpoint(TypedDict):

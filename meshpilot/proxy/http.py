@@ -1,0 +1,1182 @@
+"""The HTTP/1.1 hot path: downstream and upstream ``asyncio.Protocol`` classes and the pool.
+
+One httptools parser per connection, reused across keep-alive requests; headers stay raw bytes
+with lowercased names; a response head is joined and written once. Bodies stream through: the
+downstream's write buffer filling pauses the upstream's reading and vice versa, so a 200 MB body
+never sits in the proxy. Timers are ``loop.call_later`` handles cancelled on activity.
+
+An ``Exchange`` is one request/response pair. It owns the routing decision, the upstream
+connection while it is in use, the response flags and everything the access log and the Istio
+metrics need, and it is finished exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import httptools
+
+from meshpilot.proxy.config import BLACKHOLE, ClusterState, ListenerConfig
+from meshpilot.proxy.lb import Host
+from meshpilot.proxy.router import CompiledRoute, HeaderOps, Headers, RequestView, redirect_location
+from meshpilot.tasks import spawn
+
+if TYPE_CHECKING:
+    from meshpilot.proxy.server import Proxy
+
+log = logging.getLogger("meshpilot.proxy")
+
+# Precomputed status lines.
+_STATUS_LINE: Final = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
+}  # fmt: skip
+
+# Hop-by-hop headers (RFC 9110 7.6.1) plus the framing headers the proxy sets itself.
+_HOP: Final = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+        b"upgrade", b"proxy-authenticate", b"proxy-authorization", b"content-length", b"expect",
+    }
+)  # fmt: skip
+PEER_META: Final = b"x-envoy-peer-metadata"
+PEER_META_ID: Final = b"x-envoy-peer-metadata-id"
+_PEER: Final = frozenset({PEER_META, PEER_META_ID})
+_TOKEN_CHARS: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+HIGH_WATER: Final = 256 * 1024  # body bytes buffered before the sender is paused
+
+
+def status_line(code: int) -> bytes:
+    line = _STATUS_LINE.get(code)
+    return line if line is not None else f"HTTP/1.1 {code} Unknown\r\n".encode()
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks to abandon a message with a local response."""
+
+    def __init__(self, status: int, details: str) -> None:
+        super().__init__(details)
+        self.status, self.details = status, details
+
+
+def _addr(sock_addr: Any) -> tuple[str, str]:
+    if isinstance(sock_addr, tuple) and len(sock_addr) >= 2:
+        return f"{sock_addr[0]}:{sock_addr[1]}", str(sock_addr[0])
+    return "", ""
+
+
+class FlowControl:
+    """Idempotent pause/resume of a transport's reading, for several independent reasons."""
+
+    __slots__ = ("_reasons", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._reasons: set[str] = set()
+
+    def pause(self, reason: str) -> None:
+        if not self._reasons and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self._reasons:
+            self._reasons.discard(reason)
+            if not self._reasons and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
+
+# --- downstream -------------------------------------------------------------------------------
+
+
+class DownstreamProtocol(asyncio.Protocol):
+    """One client connection to a listener (outbound, inbound, gateway or admin)."""
+
+    def __init__(self, proxy: Proxy, listener: ListenerConfig | None, admin: bool = False) -> None:
+        self.proxy = proxy
+        self.loop = proxy.loop
+        self.listener_name = listener.name if listener else "admin"
+        self.listener = listener
+        self.admin = admin
+        self.transport: asyncio.Transport | None = None
+        self.flow: FlowControl | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.conn_id = proxy.next_conn_id()
+        self.local_addr = self.remote_addr = self.remote_ip = self.local_ip = ""
+        # The message being parsed, the one being answered, the ones waiting (pipelining).
+        self.parsing: Exchange | None = None
+        self.current: Exchange | None = None
+        self.pipeline: deque[Exchange] = deque()
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._in_head = False
+        self.write_paused = False
+        self.closed = False
+        self.tunnel: UpstreamProtocol | None = None
+        self.tunnel_buffer: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- connection events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.local_addr, self.local_ip = _addr(transport.get_extra_info("sockname"))
+        self.remote_addr, self.remote_ip = _addr(transport.get_extra_info("peername"))
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.proxy.downstream.add(self)
+        self.proxy.counters.inc(f"listener.{self.local_addr}.downstream_cx_total")
+        self._arm(self.proxy.settings.idle_timeout, self._on_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._disarm()
+        self.proxy.downstream.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        for x in (self.current, self.parsing, *self.pipeline):
+            if x is not None and not x.done:
+                x.downstream_lost()
+        self.pipeline.clear()
+        self.current = self.parsing = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.flow_pause("downstream-write")
+        x = self.current
+        if x is not None and x.upstream is not None:
+            x.upstream.flow_pause("downstream-write")
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.flow_resume("downstream-write")
+        x = self.current
+        if x is not None and x.upstream is not None:
+            x.upstream.flow_resume("downstream-write")
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.current is not None and self.current.upgrading:
+            self.tunnel_buffer.append(data)
+            return
+        if self._in_head or self.parsing is None:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            offset = e.args[0] if e.args else len(data)
+            rest = data[offset:]
+            x = self.parsing or self.current
+            if x is not None and x.method == "CONNECT":
+                x.close_after = True
+                if x.started and not x.done:
+                    x.local_reply(405, "", "connect_not_supported")
+                return
+            if rest and x is not None:
+                self.tunnel_buffer.append(rest)
+        except _Reject as e:
+            self._reject(e.status, e.details)
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.details)
+            else:
+                log.exception("parser callback failed")
+                self._reject(400, "internal_error")
+        except httptools.HttpParserError as e:
+            self._reject(400, "http1.codec_error" if not str(e) else "http1.codec_error{" + _detail(e) + "}")
+        else:
+            # Checked after parsing: a chunk holding a whole head plus body is not an oversized head.
+            if (
+                self._in_head or self.parsing is None
+            ) and self._head_bytes > self.proxy.settings.max_header_bytes:
+                if not self.closed:
+                    self._reject(431, "request_headers_too_large")
+
+    def _reject(self, status: int, details: str) -> None:
+        """A request the proxy refuses to parse further: answer if nothing is in flight, then close."""
+        self._disarm()
+        x = self.parsing or Exchange(self, "GET", b"/", [])
+        self.parsing = None
+        if self.current is not None and self.current is not x:
+            # A response is in progress on this connection: the smuggled message just ends it.
+            self.current.close_after = True
+            self.pipeline.clear()
+            self.flow.pause("rejected") if self.flow else None
+            return
+        self.current = x
+        x.close_after = True
+        x.local_reply(status, flags="DPE" if status in (400, 431) else "", details=details)
+
+    # -- parser callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._in_head = True
+        if self.current is None:
+            self._arm(self.proxy.settings.header_timeout, self._on_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        method = self.parser.get_method().decode("ascii")
+        x = Exchange(self, method, self._url, self._headers)
+        x.http10 = self.parser.get_http_version() == "1.0"
+        x.keep_alive = self.parser.should_keep_alive()
+        x.upgrade_requested = self.parser.should_upgrade()
+        self.parsing = x
+        _strict_checks(x)
+        if self.current is None:
+            self._disarm()
+            self.current = x
+            x.start()
+        else:
+            self.pipeline.append(x)
+            if self.flow is not None:
+                self.flow.pause("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        x = self.parsing
+        if x is not None:
+            x.request_body(body)
+
+    def on_message_complete(self) -> None:
+        x = self.parsing
+        self.parsing = None
+        if x is not None:
+            x.request_end()
+
+    # -- writing
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def exchange_done(self, x: Exchange) -> None:
+        """The response of ``x`` is written: close, or move on to the next request on this connection."""
+        if x is not self.current:
+            return
+        self.current = None
+        if self.tunnel is not None:
+            return
+        if x.close_after or not x.keep_alive or self.proxy.draining or x.upgrade_requested:
+            self.close()
+            return
+        if self.pipeline:
+            nxt = self.pipeline.popleft()
+            self.current = nxt
+            if not self.pipeline and self.flow is not None:
+                self.flow.resume("pipeline")
+            nxt.start()
+            return
+        self._arm(self.proxy.settings.idle_timeout, self._on_idle)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # -- timers
+
+    def _arm(self, delay: float, cb: Any) -> None:
+        self._disarm()
+        if delay > 0:
+            self._timer = self.loop.call_later(delay, cb)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_idle(self) -> None:
+        self._timer = None
+        if self.current is None and self.parsing is None:
+            self.close()
+
+    def _on_header_timeout(self) -> None:
+        self._timer = None
+        if self.current is None:
+            x = self.parsing or Exchange(self, "GET", b"/", [])
+            self.current = x
+            x.close_after = True
+            x.local_reply(408, flags="", details="request_header_timeout")
+
+    def drain_idle(self) -> None:
+        """During drain: close if nothing is in flight; otherwise the response carries Connection: close."""
+        if self.current is None and self.parsing is None and self.tunnel is None:
+            self.close()
+
+
+def _detail(e: Exception) -> str:
+    return str(e).replace(" ", "_")
+
+
+def _strict_checks(x: Exchange) -> None:
+    """Request-smuggling defences beyond what llhttp already enforces."""
+    cl: bytes | None = None
+    te = host = None
+    for name, value in x.req_headers:
+        if not name or any(c not in _TOKEN_CHARS for c in name):
+            raise _Reject(400, "http1.invalid_characters")
+        if name == b"content-length":
+            v = value.strip()
+            if not v.isdigit():
+                raise _Reject(400, "http1.content_length_not_allowed")
+            if cl is not None and cl != v:
+                raise _Reject(400, "http1.content_length_not_allowed")
+            cl = v
+        elif name == b"transfer-encoding":
+            if te is not None:
+                te += b"," + value
+            else:
+                te = value
+        elif name == b"host":
+            if host is not None:
+                raise _Reject(400, "http1.duplicate_host")
+            host = value
+    if te is not None:
+        if cl is not None:
+            raise _Reject(400, "http1.content_length_and_chunked_not_allowed")
+        codings = [c.strip().lower() for c in te.split(b",")]
+        if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise _Reject(501, "http1.invalid_transfer_encoding")
+        x.req_chunked = True
+    elif cl is not None:
+        x.req_length = int(cl)
+
+
+# --- exchange ---------------------------------------------------------------------------------
+
+
+class Exchange:
+    """One request and its response; finished exactly once (metrics, access log, pool release)."""
+
+    def __init__(self, conn: DownstreamProtocol, method: str, url: bytes, headers: Headers) -> None:
+        self.conn = conn
+        self.proxy = conn.proxy
+        self.method = method
+        self.req_headers = headers
+        self.resp_headers: Headers = []
+        self.start_time = time.time()
+        self.start_mono = time.monotonic()
+        self.request_end_mono = 0.0
+        self.response_start_mono = 0.0
+        self.end_mono = 0.0
+        self.http10 = False
+        self.keep_alive = True
+        self.close_after = False
+        self.req_chunked = False
+        self.req_length: int | None = None
+        self.request_done = False
+        self.protocol = "HTTP/1.1"
+        self.status = 0
+        self.flags = ""
+        self.details = ""
+        self.termination = ""
+        self.upstream_failure = ""
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.route: CompiledRoute | None = None
+        self.route_name = ""
+        self.cluster: ClusterState | None = None
+        self.cluster_name = ""
+        self.host: Host | None = None
+        self.upstream_host = ""
+        self.upstream_local = ""
+        self.upstream: UpstreamProtocol | None = None
+        self.pending_body: list[bytes] = []
+        self.pending_bytes = 0
+        self.head_sent = False  # request head written upstream
+        self.response_started = False
+        self.resp_chunked = False
+        self.resp_no_body = False
+        self.response_ops: HeaderOps | None = None
+        self.extra_resp_headers: Headers = []
+        self.upgrading = False
+        self.done = False
+        self.started = False
+        self.upstream_start = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timeout = 0.0
+        self.peer_header: bytes | None = None
+        self.view: RequestView | None = None
+        self.upgrade_requested = False
+        # request-target pieces
+        target = url.decode("latin-1")
+        self.authority = ""
+        if target.startswith(("http://", "https://")):
+            # absolute-form, as $HTTP_PROXY clients send: the authority comes from the target
+            rest = target.split("://", 1)[1]
+            slash = rest.find("/")
+            self.authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+        self.target = target
+        if not self.authority:
+            for k, v in headers:
+                if k == b"host":
+                    self.authority = v.decode("latin-1")
+                    break
+        self.path, _, self.query = target.partition("?")
+        self.original_target: str | None = None
+        self.request_id: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.method} {self.authority}{self.target} status={self.status} flags={self.flags or '-'}>"
+
+    # -- request side
+
+    def start(self) -> None:
+        """Route the request; answer locally or begin forwarding."""
+        self.started = True
+        if self.http10:
+            self.protocol = "HTTP/1.0"
+        conn = self.conn
+        if conn.admin:
+            self.proxy.admin_request(self)
+            return
+        lc = self.proxy.snapshot.listeners.get(conn.listener_name) or conn.listener
+        if lc is None:
+            self.local_reply(404, "NR", "listener_not_found")
+            return
+        conn.listener = lc
+        self._prepare_headers(lc)
+        view = RequestView(
+            self.method, self.path, self.query, self.authority, self.req_headers, conn.remote_ip
+        )
+        self.view = view
+        snap = self.proxy.snapshot
+        route: CompiledRoute | None = None
+        if lc.route_config_name is not None or lc.direction != "INBOUND":
+            name = lc.route_config_name
+            if name is None:
+                port = (
+                    self.authority.rsplit(":", 1)[1]
+                    if self.authority.rfind(":") > self.authority.rfind("]")
+                    else "80"
+                )
+                name = port
+            table = snap.routes.get(name)
+            if table is not None:
+                _, route = table.route(view)
+            if route is None:
+                fallback = lc.cluster
+                if fallback is None or (table is not None and table.virtual_host(self.authority) is not None):
+                    self.local_reply(404, "NR", "route_not_found")
+                    return
+                self.route_name = ""
+                self._forward_to(fallback, None)
+                return
+            self.route = route
+            self.route_name = route.name
+            if route.kind == "direct":
+                self.response_ops = route.response_ops
+                self.local_reply(route.direct_status, "", "direct_response", route.direct_body)
+                return
+            if route.kind == "redirect":
+                loc = redirect_location(route, view).encode("latin-1")
+                self.response_ops = route.response_ops
+                code = route.redirect.get("response_code", 301)
+                self.local_reply(code, "", "redirect", b"", [(b"location", loc)])
+                return
+            target = route.pick()
+            self.req_headers = target.request_ops.apply(route.request_ops.apply(self.req_headers))
+            ops = route.response_ops
+            if target.response_ops:
+                ops = HeaderOps(ops.remove | target.response_ops.remove, target.response_ops.add + ops.add)
+            self.response_ops = ops if ops else None
+            rewritten = route.rewrite_path(self.path)
+            if rewritten is not None:
+                self.original_target = self.target
+                self.req_headers.append((b"x-envoy-original-path", self.target.encode("latin-1")))
+                self.path = rewritten
+                self.target = rewritten + ("?" + self.query if self.query else "")
+            if route.host_rewrite is not None:
+                self.authority = route.host_rewrite
+            self.timeout = route.timeout
+            self._forward_to(target.cluster, route)
+            return
+        self._forward_to(lc.cluster or "", None)
+
+    def _prepare_headers(self, lc: ListenerConfig) -> None:
+        """x-request-id, peer metadata exchange; done before routing so header edits see them."""
+        hdrs = self.req_headers
+        for k, v in hdrs:
+            if k == b"x-request-id":
+                self.request_id = v
+            elif k == PEER_META:
+                self.peer_header = v
+        if self.request_id is None:
+            self.request_id = str(uuid.uuid4()).encode()
+            hdrs.append((b"x-request-id", self.request_id))
+        if lc.direction == "INBOUND" and self.peer_header is not None:
+            self.req_headers = [h for h in hdrs if h[0] not in _PEER]
+
+    def _forward_to(self, cluster_name: str, route: CompiledRoute | None) -> None:
+        snap = self.proxy.snapshot
+        self.cluster_name = cluster_name
+        cluster = snap.clusters.get(cluster_name)
+        if cluster is None:
+            self.local_reply(503, "NC", "cluster_not_found")
+            return
+        self.cluster = cluster
+        if cluster_name == BLACKHOLE:
+            self.local_reply(502, "UH", "cluster_blackhole")
+            return
+        if cluster.original_dst:
+            addr, port = _split_host_port(self.authority)
+            if not addr:
+                self.local_reply(400, "", "missing_host_header")
+                return
+            host = Host(addr, port)
+        else:
+            key = self._hash_key(route) if route is not None and route.hash_policy else None
+            chosen = cluster.balancer.choose(key)
+            if chosen is None:
+                self.local_reply(503, "UH", "no_healthy_upstream")
+                return
+            host = chosen
+        self.host = host
+        host.active += 1
+        self.upstream_host = host.key
+        self.proxy.counters.inc(f"cluster.{cluster_name}.upstream_rq_total")
+        if (
+            self.conn.listener is not None
+            and self.conn.listener.direction != "INBOUND"
+            and not cluster.original_dst
+        ):
+            self.req_headers.append((PEER_META_ID, self.proxy.node_id_bytes))
+            self.req_headers.append((PEER_META, self.proxy.peer_metadata_bytes))
+        if self._expects_continue():
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        pool = self.proxy.pool_for(host, cluster)
+        conn = pool.acquire(self)
+        if conn is not None:
+            self.attach(conn)
+
+    def _expects_continue(self) -> bool:
+        for k, v in self.req_headers:
+            if k == b"expect" and v.lower() == b"100-continue":
+                return not self.http10
+        return False
+
+    def _hash_key(self, route: CompiledRoute) -> bytes | None:
+        for hp in route.hash_policy:
+            if hp.kind == "header":
+                v = self.view.header(hp.name.encode("latin-1")) if self.view is not None else None
+                if v is not None:
+                    return v
+            elif hp.kind == "source_ip":
+                return self.conn.remote_ip.encode()
+            elif hp.kind == "query_parameter":
+                from urllib.parse import parse_qsl
+
+                for k, qv in parse_qsl(self.query, keep_blank_values=True):
+                    if k == hp.name:
+                        return qv.encode()
+            elif hp.kind == "cookie":
+                v = _cookie(self.req_headers, hp.name)
+                if v is not None:
+                    return v
+                if hp.ttl is not None:
+                    # Envoy generates the cookie when a ttl is set, so the client sticks from now on.
+                    value = f"{random.getrandbits(64):016x}".encode()
+                    attrs = f"; Max-Age={int(hp.ttl)}" if hp.ttl else ""
+                    if hp.path:
+                        attrs += f"; Path={hp.path}"
+                    self.extra_resp_headers.append(
+                        (
+                            b"set-cookie",
+                            hp.name.encode() + b'="' + value + b'"' + attrs.encode() + b"; HttpOnly",
+                        )
+                    )
+                    return value
+        return None
+
+    def attach(self, up: UpstreamProtocol) -> None:
+        """An upstream connection is ours: send the request head and whatever body arrived so far."""
+        if self.done:
+            self.proxy.release(up, reusable=True)
+            return
+        self.upstream = up
+        up.exchange = self
+        self.upstream_local = up.local_addr
+        self.upstream_start = time.monotonic()
+        if self.conn.write_paused:
+            up.flow_pause("downstream-write")
+        head = [f"{self.method} {self.target} HTTP/1.1\r\n".encode("latin-1")]
+        upgrade = None
+        has_host = False
+        for k, v in self.req_headers:
+            if k in _HOP:
+                if k == b"upgrade":
+                    upgrade = v
+                continue
+            if k == b"host":
+                if has_host:
+                    continue
+                has_host = True
+                v = self.authority.encode("latin-1")
+            head.append(k + b": " + v + b"\r\n")
+        if not has_host:
+            head.append(b"host: " + self.authority.encode("latin-1") + b"\r\n")
+        if upgrade is not None and self.upgrade_requested:
+            self.upgrading = True
+            head.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
+        elif self.req_chunked:
+            head.append(b"transfer-encoding: chunked\r\n")
+        elif self.req_length is not None:
+            head.append(b"content-length: %d\r\n" % self.req_length)
+        head.append(b"\r\n")
+        up.write(b"".join(head))
+        self.head_sent = True
+        for chunk in self.pending_body:
+            self._send_body(chunk)
+        self.pending_body.clear()
+        if self.pending_bytes:
+            self.pending_bytes = 0
+            if self.conn.flow is not None:
+                self.conn.flow.resume("connecting")
+        if self.request_done:
+            self._finish_request_upstream()
+        if self.upgrading and self.conn.tunnel_buffer:
+            pass  # sent once the upstream answers 101
+
+    def request_body(self, chunk: bytes) -> None:
+        self.bytes_received += len(chunk)
+        if self.head_sent and self.upstream is not None:
+            self._send_body(chunk)
+        elif not self.done:
+            self.pending_body.append(chunk)
+            self.pending_bytes += len(chunk)
+            if self.pending_bytes > HIGH_WATER and self.conn.flow is not None:
+                self.conn.flow.pause("connecting")
+
+    def _send_body(self, chunk: bytes) -> None:
+        up = self.upstream
+        assert up is not None
+        if self.req_chunked:
+            up.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            up.write(chunk)
+
+    def request_end(self) -> None:
+        self.request_done = True
+        self.request_end_mono = time.monotonic()
+        if self.head_sent:
+            self._finish_request_upstream()
+        if self.timeout > 0 and not self.done and not self.upgrading:
+            self.timer = self.conn.loop.call_later(self.timeout, self._on_timeout)
+
+    def _finish_request_upstream(self) -> None:
+        if self.req_chunked and self.upstream is not None and not self.upgrading:
+            self.upstream.write(b"0\r\n\r\n")
+
+    # -- response side
+
+    def response_head(self, status: int, headers: Headers, up: UpstreamProtocol) -> None:
+        self.status = status
+        self.response_start_mono = now = time.monotonic()
+        if self.conn.closed:
+            return
+        self.resp_headers = headers
+        if self.response_ops is not None:
+            headers = self.response_ops.apply(headers)
+        out = [status_line(status)]
+        length: bytes | None = None
+        chunked = False
+        for k, v in headers:
+            if k in _HOP:
+                if k == b"content-length":
+                    length = v
+                elif k == b"transfer-encoding":
+                    chunked = True
+                continue
+            if k in _PEER:
+                continue
+            out.append(k + b": " + v + b"\r\n")
+        for k, v in self.extra_resp_headers:
+            out.append(k + b": " + v + b"\r\n")
+        ust = b"%d" % int((now - self.upstream_start) * 1000)
+        out.append(b"x-envoy-upstream-service-time: " + ust + b"\r\n")
+        self.resp_headers = [*self.resp_headers, (b"x-envoy-upstream-service-time", ust)]
+        if status == 101:
+            out.append(b"connection: upgrade\r\n")
+            for k, v in headers:
+                if k == b"upgrade":
+                    out.append(b"upgrade: " + v + b"\r\n")
+        elif self.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self.resp_no_body = True
+            if length is not None:
+                out.append(b"content-length: " + length + b"\r\n")
+        elif length is not None and not chunked:
+            out.append(b"content-length: " + length + b"\r\n")
+        elif self.http10:
+            self.close_after = True
+        else:
+            self.resp_chunked = True
+            out.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive or self.close_after or self.proxy.draining:
+            out.append(b"connection: close\r\n")
+        elif self.http10:
+            out.append(b"connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        self.response_started = True
+        self.conn.write(b"".join(out))
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.resp_no_body or self.conn.closed:
+            return
+        self.bytes_sent += len(chunk)
+        if self.resp_chunked:
+            self.conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            self.conn.write(chunk)
+
+    def response_end(self, reusable: bool) -> None:
+        if self.done:
+            return
+        if self.resp_chunked and not self.conn.closed:
+            self.conn.write(b"0\r\n\r\n")
+        if not self.request_done:
+            # Early response (e.g. 413 from the app): the rest of the body is not worth reading.
+            self.close_after = True
+            reusable = False
+        self._finish(reusable)
+
+    # -- failures
+
+    def upstream_failed(self, flag: str, details: str, reason: str = "") -> None:
+        """The upstream connection failed or closed before the response was complete."""
+        if self.done:
+            return
+        self.upstream_failure = reason
+        if not self.response_started:
+            self.local_reply(503, flag, details, b"upstream connect error or disconnect/reset before headers. "
+                             b"reset reason: " + details.encode())  # fmt: skip
+        else:
+            self.flags = flag
+            self.details = details
+            self.close_after = True
+            self._finish(False)
+            self.conn.abort()
+
+    def downstream_lost(self) -> None:
+        if self.done:
+            return
+        self.flags = "DC" if not self.flags else self.flags
+        self.details = self.details or "downstream_remote_disconnect"
+        self.termination = "downstream_remote_disconnect"
+        if not self.response_started:
+            self.status = 0
+        self._finish(False)
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        if not self.response_started:
+            self.local_reply(504, "UT", "upstream_response_timeout", b"upstream request timeout")
+        else:
+            self.flags = "UT"
+            self.details = "upstream_response_timeout"
+            self.close_after = True
+            self._finish(False)
+            self.conn.abort()
+
+    # -- local responses and the end
+
+    def local_reply(
+        self, status: int, flags: str, details: str, body: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        """A response generated by the proxy (errors, redirects, direct responses, admin pages)."""
+        if self.done:
+            return
+        self.status = status
+        self.flags = flags
+        self.details = details
+        self.response_start_mono = time.monotonic()
+        if body is None:
+            body = HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b""
+        hdrs: Headers = list(headers or [])
+        if body and not any(k == b"content-type" for k, _ in hdrs):
+            hdrs.append((b"content-type", b"text/plain"))
+        if self.response_ops is not None:
+            hdrs = self.response_ops.apply(hdrs)
+        hdrs.extend(self.extra_resp_headers)
+        if not self.request_done and (self.req_length or self.req_chunked):
+            self.close_after = True  # an unread body would be taken for the next request
+        close = self.close_after or not self.keep_alive or self.proxy.draining
+        out = [status_line(status)]
+        for k, v in hdrs:
+            out.append(k + b": " + v + b"\r\n")
+        out.append(b"content-length: %d\r\n" % len(body))
+        out.append(self.proxy.date_header)
+        out.append(b"server: istio-envoy\r\n")
+        if close:
+            self.close_after = True
+            out.append(b"connection: close\r\n")
+        out.append(b"\r\n")
+        if self.method != "HEAD":
+            out.append(body)
+            self.bytes_sent = len(body)
+        self.resp_headers = hdrs
+        self.response_started = True
+        self.conn.write(b"".join(out))
+        self._finish(False)
+
+    def _finish(self, reusable: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.end_mono = time.monotonic()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.host is not None:
+            self.host.active -= 1
+        up = self.upstream
+        if up is not None and up.tunnel is None:
+            self.upstream = None
+            up.exchange = None
+            self.proxy.release(up, reusable and not self.close_after and self.request_done)
+        if self.pending_bytes and self.conn.flow is not None:
+            self.conn.flow.resume("connecting")
+        self.pending_body.clear()
+        if not self.conn.admin:
+            self.proxy.record(self)
+        self.conn.exchange_done(self)
+
+    def start_tunnel(self, up: UpstreamProtocol, rest: bytes) -> None:
+        """After a 101: bytes flow both ways untouched until either side closes."""
+        conn = self.conn
+        conn.tunnel = up
+        up.tunnel = conn
+        self.upstream = None
+        self._finish(False)
+        if rest:
+            conn.write(rest)
+        for chunk in conn.tunnel_buffer:
+            up.write(chunk)
+        conn.tunnel_buffer.clear()
+
+
+def _cookie(headers: Headers, name: str) -> bytes | None:
+    want = name.encode()
+    for k, v in headers:
+        if k == b"cookie":
+            for part in v.split(b";"):
+                n, _, val = part.strip().partition(b"=")
+                if n == want:
+                    return val.strip(b'"')
+    return None
+
+
+def _split_host_port(authority: str) -> tuple[str, int]:
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 80
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit():
+        return host, int(port)
+    return authority, 80
+
+
+# --- upstream ---------------------------------------------------------------------------------
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """A pooled connection to one endpoint; serves one exchange at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.flow: FlowControl | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.tunnel: DownstreamProtocol | None = None
+        self.closed = False
+        self.local_addr = ""
+        self._headers: Headers = []
+        self._status = 0
+        self._skip = False  # an interim 1xx response
+        self._reset_parser = False
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.local_addr, _ = _addr(transport.get_extra_info("sockname"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.lost(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        x = self.exchange
+        if x is not None:
+            self.exchange = None
+            x.upstream = None
+            x.upstream_failed("UC", "upstream_reset_before_response_started{connection_termination}"
+                              if not x.response_started else "upstream_reset_after_response_started"
+                              "{connection_termination}", "connection_termination")  # fmt: skip
+
+    def pause_writing(self) -> None:
+        x = self.exchange
+        if x is not None and x.conn.flow is not None:
+            x.conn.flow.pause("upstream-write")
+        elif self.tunnel is not None and self.tunnel.flow is not None:
+            self.tunnel.flow.pause("upstream-write")
+
+    def resume_writing(self) -> None:
+        x = self.exchange
+        if x is not None and x.conn.flow is not None:
+            x.conn.flow.resume("upstream-write")
+        elif self.tunnel is not None and self.tunnel.flow is not None:
+            self.tunnel.flow.resume("upstream-write")
+
+    def flow_pause(self, reason: str) -> None:
+        if self.flow is not None:
+            self.flow.pause(reason)
+
+    def flow_resume(self, reason: str) -> None:
+        if self.flow is not None:
+            self.flow.resume(reason)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.exchange is None:
+            # Bytes from an idle connection: the server broke keep-alive; never reuse it.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            x = self.exchange
+            offset = e.args[0] if e.args else len(data)
+            if x is not None and x.upgrading and self._status == 101:
+                self.exchange = None
+                x.start_tunnel(self, data[offset:])
+            elif x is not None:
+                x.upstream_failed("UPE", "upstream_unexpected_upgrade", "protocol_error")
+                self.close()
+        except httptools.HttpParserError as e:
+            x = self.exchange
+            self.close()
+            if x is not None:
+                self.exchange = None
+                x.upstream = None
+                x.upstream_failed("UPE", "upstream_reset_before_response_started{protocol_error}", _detail(e))
+        if self._reset_parser:
+            self._reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    # -- parser callbacks
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_status(self, status: bytes) -> None:
+        pass
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._status = code = self.parser.get_status_code()
+        x = self.exchange
+        self._skip = 100 <= code < 200 and code != 101
+        if self._skip or x is None:
+            return
+        if code == 101 and not x.upgrading:
+            return
+        x.response_head(code, self._headers, self)
+        if x.method == "HEAD":
+            # httptools cannot be told the request was HEAD: end here, parse the next response afresh.
+            self._reset_parser = True
+            self.exchange = None
+            x.response_end(True)
+
+    def on_body(self, body: bytes) -> None:
+        x = self.exchange
+        if x is not None and not self._skip:
+            x.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._skip:
+            self._skip = False
+            return
+        x = self.exchange
+        if x is not None and not (x.upgrading and self._status == 101):
+            reusable = self.parser.should_keep_alive()
+            self.exchange = None
+            if not reusable:
+                self.close()
+            x.response_end(reusable)
+
+
+# --- pool -------------------------------------------------------------------------------------
+
+
+class Pool:
+    """Keep-alive connections to one endpoint. State changes are synchronous; connects run as tasks."""
+
+    def __init__(self, proxy: Proxy, address: str, port: int, bind_ip: str | None) -> None:
+        self.proxy = proxy
+        self.address, self.port = address, port
+        self.bind_ip = bind_ip
+        self.idle: list[UpstreamProtocol] = []
+        self.active: set[UpstreamProtocol] = set()
+        self.connecting = 0
+        self.idle_timeout = 60.0
+        self.total_connections = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool {self.address}:{self.port} [Requests: {len(self.active)} active, {self.connecting} queued"
+            f" | Connections: {len(self.active)} active, {len(self.idle)} idle]>"
+        )
+
+    def acquire(self, x: Exchange) -> UpstreamProtocol | None:
+        while self.idle:
+            up = self.idle.pop()
+            if up.idle_timer is not None:
+                up.idle_timer.cancel()
+                up.idle_timer = None
+            if not up.closed and up.transport is not None and not up.transport.is_closing():
+                self.active.add(up)
+                return up
+        self.connecting += 1
+        cluster = x.cluster
+        timeout = cluster.connect_timeout if cluster is not None else 10.0
+        spawn(self._connect(x, timeout), name=f"connect {self.address}:{self.port}")
+        return None
+
+    async def _connect(self, x: Exchange, timeout: float) -> None:
+        loop = self.proxy.loop
+        try:
+            local = (self.bind_ip, 0) if self.bind_ip else None
+            try:
+                _, up = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: UpstreamProtocol(self), self.address, self.port, local_addr=local
+                    ),
+                    timeout,
+                )
+            except OSError as e:
+                if local is None or e.errno != errno.EADDRNOTAVAIL:
+                    raise
+                # The bind address is not local (e.g. a static bootstrap on another IP): connect unbound.
+                _, up = await asyncio.wait_for(
+                    loop.create_connection(lambda: UpstreamProtocol(self), self.address, self.port), timeout
+                )
+        except (OSError, TimeoutError) as e:
+            self.connecting -= 1
+            self.proxy.counters.inc(f"cluster.{x.cluster_name}.upstream_cx_connect_fail")
+            reason = "connection_timeout" if isinstance(e, TimeoutError) else _os_reason(e)
+            x.upstream_failed("UF", "upstream_reset_before_response_started{connection_failure}", reason)
+            return
+        self.connecting -= 1
+        self.total_connections += 1
+        self.proxy.counters.inc(f"cluster.{x.cluster_name}.upstream_cx_total")
+        up = cast(UpstreamProtocol, up)
+        if x.done:
+            self.release(up, True)
+            return
+        self.active.add(up)
+        x.attach(up)
+
+    def release(self, up: UpstreamProtocol, reusable: bool) -> None:
+        self.active.discard(up)
+        if not reusable or up.closed or self.proxy.draining:
+            up.close()
+            return
+        up.idle_timer = self.proxy.loop.call_later(self.idle_timeout, up.close)
+        self.idle.append(up)
+
+    def lost(self, up: UpstreamProtocol) -> None:
+        self.active.discard(up)
+        if up in self.idle:
+            self.idle.remove(up)
+        if up.idle_timer is not None:
+            up.idle_timer.cancel()
+            up.idle_timer = None
+
+    def close(self) -> None:
+        for up in list(self.idle):
+            up.close()
+        self.idle.clear()
+
+
+def _os_reason(e: OSError) -> str:
+    name = errno.errorcode.get(e.errno or 0, "")
+    text = (e.strerror or str(e) or name).replace(" ", "_")
+    return f"delayed_connect_error:_{text}"
+
+
+def encode_peer_metadata(meta: dict[str, Any]) -> bytes:
+    """The value of x-envoy-peer-metadata: our node's workload attributes (base64 JSON, not protobuf)."""
+    return base64.b64encode(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode())
+
+
+def decode_peer_metadata(value: bytes) -> dict[str, Any]:
+    try:
+        meta = json.loads(base64.b64decode(value, validate=True))
+    except (ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def tcp_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
