@@ -278,3 +278,81 @@ def test_meshpilot_apply_is_atomic(client: Client) -> None:
         client.apply([dict(changed, spec=dict(changed["spec"], replicas=5)), other])
     assert missing.value.status == 404
     assert client.get("deploy", good, ns)["spec"]["replicas"] == 3
+
+
+def ready_pod(name: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+        "spec": {"containers": [{"name": "main", "image": "local", "command": ["python", "-c", "pass"]}]},
+    }
+
+
+def test_eviction_honours_pod_disruption_budget(client: Client, apiserver: Any) -> None:
+    app = unique("pdb")
+    client.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": app, "namespace": "default"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+        }
+    )
+    ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    first = f"{app}-a"
+    client.create(ready_pod(first, app))
+    client.patch("pods", first, {"status": ready}, subresource="status")
+    with pytest.raises(ApiError) as refused:
+        client.evict(first)
+    assert refused.value.status == 429 and refused.value.reason == "TooManyRequests"
+    assert "disruption budget" in refused.value.message
+    second = f"{app}-b"
+    client.create(ready_pod(second, app))
+    client.patch("pods", second, {"status": ready}, subresource="status")
+    client.evict(first)
+    assert client.get("pods", first)["metadata"]["deletionTimestamp"]
+
+
+def test_follow_logs_streams_appended_lines(client: Client, apiserver: Any) -> None:
+    name = unique("logger")
+    client.create(ready_pod(name, name))
+    log_file = apiserver.info.pods_dir / "default" / name / "main.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("first\n")
+    lines = client.logs(name, follow=True)
+    assert next(lines) == "first"
+    with log_file.open("a") as fh:
+        fh.write("second\n")
+    assert next(lines) == "second"
+    client.delete("pods", name, grace_period_seconds=0)
+    assert list(lines) == []  # the stream ends when the pod is gone
+
+
+async def test_async_client_roundtrip(apiserver: Any) -> None:
+    import asyncio
+
+    from meshpilot.client import AsyncClient
+
+    name = unique("async")
+    async with AsyncClient(apiserver.url, apiserver.token) as ac:
+        created = await ac.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}}
+        )
+
+        async def collect() -> list[tuple[str, str]]:
+            seen = []
+            rv = created["metadata"]["resourceVersion"]
+            async for type_, obj in ac.watch("cm", resource_version=rv, timeout_seconds=10):
+                if obj["metadata"]["name"] == name:
+                    seen.append((type_, obj["metadata"]["name"]))
+                if type_ == "DELETED":
+                    break
+            return seen
+
+        watching = asyncio.ensure_future(collect())
+        await ac.patch("configmaps", name, {"data": {"a": "2"}})
+        await ac.delete("configmaps", name)
+        assert await asyncio.wait_for(watching, 10) == [("MODIFIED", name), ("DELETED", name)]
+        listed = await ac.list("configmaps", namespace="*")
+        assert name not in [i["metadata"]["name"] for i in listed]
