@@ -23,6 +23,7 @@ from meshpilot.api.meta import (
     ObjectMeta,
     ObjectReference,
     check_labels,
+    string_map,
 )
 from meshpilot.api.types import (
     DNS1123Label,
@@ -44,6 +45,11 @@ from meshpilot.api.types import (
 )
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
+
+
+def _maybe_string_map(value: object) -> object:
+    return None if value is None else string_map(value)
+
 
 # ---------------------------------------------------------------------------------------------
 # containers
@@ -747,6 +753,8 @@ class ServiceSpec(Model):
     allocateLoadBalancerNodePorts: bool | None = None
     trafficDistribution: str | None = None
 
+    _strings = field_validator("selector", mode="before")(_maybe_string_map)
+
     @field_validator("selector")
     @classmethod
     def _selector(cls, value: dict[str, str] | None) -> dict[str, str] | None:
@@ -865,6 +873,7 @@ class ConfigMap(TypeMeta):
     immutable: bool | None = None
 
     _keys = field_validator("data", "binaryData")(_config_keys)
+    _strings = field_validator("data", "binaryData", mode="before")(_maybe_string_map)
 
 
 class Secret(TypeMeta):
@@ -877,6 +886,7 @@ class Secret(TypeMeta):
     immutable: bool | None = None
 
     _keys = field_validator("data", "stringData")(_config_keys)
+    _strings = field_validator("data", "stringData", mode="before")(_maybe_string_map)
 
     @field_validator("data")
     @classmethod

@@ -51,7 +51,7 @@ def check_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
     return labels
 
 
-def _string_map(value: object) -> dict[str, str]:
+def string_map(value: object) -> dict[str, str]:
     """map[string]string with a hint for the most common mistake, an unquoted number or boolean."""
     if not isinstance(value, dict):
         raise expected("map of strings")
@@ -95,7 +95,7 @@ class ObjectMeta(Model):
     @field_validator("labels", "annotations", mode="before")
     @classmethod
     def _maps(cls, value: object) -> object:
-        return None if value is None else _string_map(value)
+        return None if value is None else string_map(value)
 
     @field_validator("labels")
     @classmethod
@@ -134,7 +134,7 @@ class LabelSelector(Model):
     @field_validator("matchLabels", mode="before")
     @classmethod
     def _map(cls, value: object) -> object:
-        return None if value is None else _string_map(value)
+        return None if value is None else string_map(value)
 
     @field_validator("matchLabels")
     @classmethod
