@@ -9,6 +9,7 @@ tests build one from literals and the watcher builds one from list+watch.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,14 +135,37 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def parse_app_ports(value: Any) -> dict[int, int]:
+    """``ISTIO_META_APP_PORTS`` (JSON list of ``{containerPort, internalPort, ...}``) as a map."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    out: dict[int, int] = {}
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, Mapping):
+                outer, inner = _int(item.get("containerPort")), _int(item.get("internalPort"))
+                if outer is not None and inner is not None:
+                    out[outer] = inner
+    return out
+
+
 def app_ports(pod: Mapping[str, Any]) -> tuple[tuple[int, int, str], ...]:
     """The ports the sidecar owns and where the app really listens.
 
-    The injector records ``meshpilot.io/app-ports: "8080=15180,9090=15181"`` (containerPort =
-    internal port). Without it, the app container's ``PORT`` env moves its first containerPort;
+    The injector records each containerPort's internal port in the sidecar's env
+    ``ISTIO_META_APP_PORTS`` (JSON). An annotation ``meshpilot.io/app-ports: "8080=28080"`` is
+    honoured too. Without either, the app container's ``PORT`` env moves its first containerPort;
     otherwise the app listens on the containerPort itself.
     """
     mapping: dict[int, int] = {}
+    for container in spec_of(pod).get("containers") or ():
+        if isinstance(container, Mapping) and container.get("name") == PROXY_CONTAINER:
+            for e in container.get("env") or ():
+                if isinstance(e, Mapping) and e.get("name") == "ISTIO_META_APP_PORTS":
+                    mapping.update(parse_app_ports(e.get("value")))
     raw = annotations_of(pod).get(APP_PORTS_ANNOTATION, "")
     for item in re.split(r"[,\s]+", raw.strip()):
         if not item:

@@ -26,6 +26,7 @@ from meshpilot.controlplane.registry import (
     Registry,
     Snapshot,
     exported_to,
+    parse_app_ports,
     parse_export_to,
     parse_node_id,
     proxy_from_pod,
@@ -77,6 +78,9 @@ def identity_from_node(node: Node, registry: Registry | None) -> ProxyIdentity:
         ip=ip,
         labels={str(k): str(v) for k, v in labels.items()},
         service_account=str(md.get("SERVICE_ACCOUNT") or "default"),
+        inbound_ports=tuple(
+            (outer, inner, "") for outer, inner in sorted(parse_app_ports(md.get("APP_PORTS")).items())
+        ),
         cluster_id=str(cluster_id),
     )
 

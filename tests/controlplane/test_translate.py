@@ -907,3 +907,35 @@ def test_generation_is_deterministic_and_names_its_dependencies() -> None:
         "Pod/production/frontend-6b7c8d9e0f-zzzzz",
         "ConfigMap/istio-system/istio",
     } <= a.dependencies
+
+
+def test_inbound_ports_come_from_the_injectors_app_ports_env() -> None:
+    injected = pod("web-1", "production", "127.1.1.50", {"app": "web"}, [8080, 9090])
+    injected["spec"]["containers"][1]["env"] = [
+        {
+            "name": "ISTIO_META_APP_PORTS",
+            "value": '[{"name":"http","containerPort":8080,"internalPort":28080,"protocol":"TCP","container":"app"},'
+            '{"name":"","containerPort":9090,"internalPort":29090,"protocol":"TCP","container":"app"}]',
+        }
+    ]
+    config = gen(proxy_pod=injected)
+    assert cla(config, "inbound|8080||") == [("127.1.1.50", 28080)]
+    assert cla(config, "inbound|9090||") == [("127.1.1.50", 29090)]
+    assert {x["name"] for x in config.listeners} >= {"127.1.1.50_8080", "127.1.1.50_9090"}
+
+
+def test_identity_from_node_metadata_when_the_pod_is_not_known_yet() -> None:
+    from meshpilot.controlplane.server import identity_from_node
+
+    node = {
+        "id": "sidecar~127.1.1.60~late-1.production~production.svc.cluster.local",
+        "metadata": {"LABELS": {"app": "late"}, "APP_PORTS": '[{"containerPort":80,"internalPort":20080}]'},
+    }
+    ident = identity_from_node(node, Registry(snapshot()))  # type: ignore[arg-type]
+    assert (ident.pod, ident.namespace, ident.ip, dict(ident.labels)) == (
+        "late-1",
+        "production",
+        "127.1.1.60",
+        {"app": "late"},
+    )
+    assert ident.inbound_ports == ((80, 20080, ""),)
