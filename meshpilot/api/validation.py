@@ -98,6 +98,47 @@ def _model_at(root: type[BaseModel], path: Sequence[PathElem]) -> type[BaseModel
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _child_models(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+    """("model" | "list" | "dict", model) when a field holds models, else None (scalars, free-form)."""
+    inner = _unwrap(annotation)
+    shape = "model"
+    origin = typing.get_origin(inner)
+    if origin in (list, dict):
+        shape = "list" if origin is list else "dict"
+        inner = _unwrap(typing.get_args(inner)[-1])
+    if isinstance(inner, type) and issubclass(inner, BaseModel):
+        return shape, inner
+    return None
+
+
+def prune_nulls(model: type[BaseModel], obj: Any) -> Any:
+    """Drop fields whose value is ``null``, as Kubernetes does before validating.
+
+    kube-apiserver prunes ``null`` fields of custom resources that are not ``nullable`` (none of
+    Istio's fields the user sets are), and decoding a built-in kind turns ``null`` into "unset".
+    Free-form fields (an EnvoyFilter patch ``value``, istiod's ``status``) keep their nulls.
+    """
+    if not isinstance(obj, dict):
+        return obj
+    fields = {(info.alias or name): info for name, info in model.model_fields.items()}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if value is None and key in fields:
+            continue
+        info = fields.get(key)
+        children = _child_models(info.annotation) if info is not None else None
+        if children is not None:
+            shape, child = children
+            if shape == "model":
+                value = prune_nulls(child, value)
+            elif shape == "list" and isinstance(value, list):
+                value = [prune_nulls(child, item) for item in value]
+            elif shape == "dict" and isinstance(value, dict):
+                value = {k: prune_nulls(child, item) for k, item in value.items()}
+        out[key] = value
+    return out
+
+
 def _field_by_name(model: type[BaseModel], name: str) -> Any:
     for attr, info in model.model_fields.items():
         if (info.alias or attr) == name:
@@ -159,7 +200,23 @@ def _literal_choices(ctx: dict[str, Any]) -> str:
     return text.replace("'", "").replace(" or ", ", ")
 
 
+def _hint(value: Any, message: str) -> str:
+    """The two YAML traps behind most type errors: unquoted yes/on/off, and quoted numbers."""
+    if isinstance(value, bool) and "boolean" not in message:
+        return f"{message} (YAML reads unquoted true/false/yes/no/on/off as a boolean: quote it)"
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and "integer" in message:
+        return f"{message} (a quoted number is a string: remove the quotes)"
+    return message
+
+
 def _translate(root: type[BaseModel], err: ErrorDetails) -> tuple[Path, str]:
+    path, message = _translate_plain(root, err)
+    if err["type"] != "meshpilot":
+        message = _hint(err.get("input"), message)
+    return path, message
+
+
+def _translate_plain(root: type[BaseModel], err: ErrorDetails) -> tuple[Path, str]:
     loc: Path = tuple(e for e in err["loc"] if isinstance(e, str | int))
     kind = err["type"]
     ctx: dict[str, Any] = dict(err.get("ctx") or {})
@@ -278,7 +335,7 @@ def validate(obj: Any, source: Document | None = None) -> dict[str, Any]:
     assert model is not None, f"kind {kind} has no model"
     errors = _meta_errors(info, obj, source)
     try:
-        instance = model.model_validate(obj)
+        instance = model.model_validate(prune_nulls(model, obj))
     except ValidationError as exc:
         errors.extend(_errors(model, exc, source))
         raise InvalidObject(_sorted(errors, source)) from None

@@ -223,7 +223,9 @@ def test_names_follow_kubernetes_rules(kind: str, name: str, fragment: str) -> N
 
 def test_strict_types_no_coercion_and_hints() -> None:
     text = DEPLOYMENT.replace("spec:\n  selector:", 'spec:\n  replicas: "3"\n  selector:')
-    assert errors_of(text, "d.yaml")[0].endswith('spec.replicas: expected non-negative integer, got "3"')
+    assert errors_of(text, "d.yaml") == [
+        'd.yaml:7: spec.replicas: expected non-negative integer, got "3" (a quoted number is a string: remove the quotes)'
+    ]
     text = DEPLOYMENT.replace(
         "  namespace: production\n", "  namespace: production\n  labels: {version: 1.0}\n"
     )
@@ -234,6 +236,37 @@ def test_strict_types_no_coercion_and_hints() -> None:
     assert errors_of(text, "d.yaml")[0].endswith(
         "spec.template.spec.containers[0].env[0].value: expected string, got 8080"
     )
+
+
+def test_unquoted_yaml_booleans_get_a_hint() -> None:
+    text = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec:\n  mtls: {mode: ON}\n"
+    assert errors_of(text, "pa.yaml") == [
+        "pa.yaml:5: spec.mtls.mode: expected one of UNSET, DISABLE, PERMISSIVE, STRICT, got true "
+        "(YAML reads unquoted true/false/yes/no/on/off as a boolean: quote it)"
+    ]
+
+
+def test_nulls_are_pruned_as_kubernetes_does() -> None:
+    text = DEPLOYMENT.replace("spec:\n  selector:", "spec:\n  replicas: null\n  strategy: ~\n  selector:")
+    (obj,) = load_objects(text.replace("        ports:\n", "        env: null\n        ports:\n"), "d.yaml")
+    assert obj["spec"]["replicas"] == 1
+    assert obj["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "env" not in obj["spec"]["template"]["spec"]["containers"][0]
+    # A required field given as null is a missing field, as kube-apiserver reports it.
+    text = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: null\n"
+    assert errors_of(text, "dr.yaml") == ["dr.yaml:5: spec.host: required field is missing"]
+    # Free-form fields keep their nulls: they are data for Envoy, not fields of ours.
+    text = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: e}
+spec:
+  configPatches:
+  - applyTo: CLUSTER
+    patch: {operation: MERGE, value: {circuit_breakers: null}}
+"""
+    (ef,) = load_objects(text, "ef.yaml")
+    assert ef["spec"]["configPatches"][0]["patch"]["value"] == {"circuit_breakers": None}
 
 
 def test_kind_list_is_expanded_with_lines() -> None:
