@@ -111,11 +111,18 @@ def _child_models(annotation: Any) -> tuple[str, type[BaseModel]] | None:
     return None
 
 
+def _is_typed_map(annotation: Any) -> bool:
+    """A map whose values have a type (``labels``, ``headers``), not a free-form ``dict[str, Any]``."""
+    inner = _unwrap(annotation)
+    return typing.get_origin(inner) is dict and typing.get_args(inner)[-1] is not Any
+
+
 def prune_nulls(model: type[BaseModel], obj: Any) -> Any:
     """Drop fields whose value is ``null``, as Kubernetes does before validating.
 
-    kube-apiserver prunes ``null`` fields of custom resources that are not ``nullable`` (none of
-    Istio's fields the user sets are), and decoding a built-in kind turns ``null`` into "unset".
+    kube-apiserver prunes ``null`` fields and map values of custom resources that are not
+    ``nullable`` (apiextensions-apiserver's PruneNonNullableNullsWithoutDefaults; Istio's nullable
+    fields are optional anyway), and decoding a built-in kind turns ``null`` into "unset".
     Free-form fields (an EnvoyFilter patch ``value``, istiod's ``status``) keep their nulls.
     """
     if not isinstance(obj, dict):
@@ -126,6 +133,8 @@ def prune_nulls(model: type[BaseModel], obj: Any) -> Any:
         if value is None and key in fields:
             continue
         info = fields.get(key)
+        if info is not None and isinstance(value, dict) and _is_typed_map(info.annotation):
+            value = {k: v for k, v in value.items() if v is not None}
         children = _child_models(info.annotation) if info is not None else None
         if children is not None:
             shape, child = children
