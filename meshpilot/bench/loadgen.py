@@ -532,9 +532,7 @@ class _Worker:
                 )
             if self.warmup_failure:
                 return self.warmup_failure
-            for client in clients:
-                if self.clients[client.slot] is client and not client.busy:
-                    self.idle.append(client)
+            # each warmed-up connection is already in self.idle (via on_response)
         else:
             self.idle.extend(clients)
         return None

@@ -159,6 +159,7 @@ def load(
             stages=parsed_stages,
             labels=labels,
             allow_initial_errors=allow_initial_errors,
+            warmup=exactly == 0,  # as Fortio: no warmup calls when an exact count is asked for
         )
     except loadgen.LoadError as exc:
         raise click.ClickException(str(exc)) from None
