@@ -219,7 +219,9 @@ class ApiServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (port 0 picks one); returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2)
+        # handler_cancellation: a watch or log stream whose client went away must end (and stop
+        # holding a store watcher) even when no event arrives to fail a write.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()

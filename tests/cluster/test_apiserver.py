@@ -356,3 +356,27 @@ async def test_async_client_roundtrip(apiserver: Any) -> None:
         assert await asyncio.wait_for(watching, 10) == [("MODIFIED", name), ("DELETED", name)]
         listed = await ac.list("configmaps", namespace="*")
         assert name not in [i["metadata"]["name"] for i in listed]
+
+
+def test_abandoned_watch_releases_its_store_watcher(apiserver: Any) -> None:
+    import socket
+    import time
+
+    before = len(apiserver.store._watchers)
+    host, port = apiserver.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    request = (
+        f"GET /api/v1/namespaces/default/configmaps?watch=true&resourceVersion={apiserver.store.revision} HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {apiserver.token}\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    assert b"200 OK" in sock.recv(4096)
+    deadline = time.monotonic() + 5
+    while len(apiserver.store._watchers) <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(apiserver.store._watchers) == before + 1
+    sock.close()
+    deadline = time.monotonic() + 5
+    while len(apiserver.store._watchers) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(apiserver.store._watchers) == before
