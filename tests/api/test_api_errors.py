@@ -505,3 +505,124 @@ def test_every_field_maps_to_the_line_it_is_written_on(data: dict[str, Any], bla
 )
 def test_paths_round_trip(path: list[Any]) -> None:
     assert parse_path(format_path(path)) == tuple(path)
+
+
+REAL_WORLD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: frontend
+  namespace: frontend
+  labels: {app.kubernetes.io/name: frontend, app: frontend}
+  annotations: {deployment.kubernetes.io/revision: "3"}
+spec:
+  replicas: 3
+  minReadySeconds: 5
+  selector:
+    matchExpressions:
+    - {key: app, operator: In, values: [frontend]}
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}}
+  template:
+    metadata:
+      labels: {app: frontend, version: v1}
+      annotations: {sidecar.istio.io/inject: "true", prometheus.io/port: "9090"}
+    spec:
+      serviceAccountName: frontend
+      terminationGracePeriodSeconds: 45
+      nodeSelector: {kubernetes.io/os: linux}
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              topologyKey: kubernetes.io/hostname
+              labelSelector: {matchLabels: {app: frontend}}
+      tolerations:
+      - {key: dedicated, operator: Equal, value: web, effect: NoSchedule}
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway,
+         labelSelector: {matchLabels: {app: frontend}}}
+      securityContext: {runAsNonRoot: true, runAsUser: 1000, fsGroup: 2000}
+      initContainers:
+      - name: migrate
+        image: frontend:v1
+        command: [sh, -c, "echo migrating"]
+      containers:
+      - name: frontend
+        image: registry.example.com/shop/frontend:v1.2.3
+        imagePullPolicy: IfNotPresent
+        workingDir: /app
+        command: [python, -m, meshpilot.samples.frontend]
+        args: ["--port", "$(PORT)"]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: API_TOKEN, valueFrom: {secretKeyRef: {name: api, key: token, optional: true}}}
+        - {name: MODE, valueFrom: {configMapKeyRef: {name: frontend, key: mode}}}
+        - {name: CPU_LIMIT, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}
+        envFrom:
+        - configMapRef: {name: frontend-env}
+          prefix: FE_
+        ports:
+        - {name: http, containerPort: 8080}
+        - {name: metrics, containerPort: 9090, protocol: TCP}
+        resources:
+          requests: {cpu: 100m, memory: 128Mi}
+          limits: {cpu: 1, memory: 256Mi}
+        readinessProbe:
+          httpGet: {path: /ready, port: http, httpHeaders: [{name: X-Probe, value: "1"}]}
+          initialDelaySeconds: 2
+        livenessProbe:
+          tcpSocket: {port: 8080}
+          failureThreshold: 5
+        startupProbe:
+          grpc: {port: 9091}
+          periodSeconds: 2
+        lifecycle:
+          preStop:
+            exec: {command: [sleep, "5"]}
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+        volumeMounts:
+        - {name: config, mountPath: /etc/frontend, readOnly: true}
+        - {name: cache, mountPath: /tmp}
+      volumes:
+      - name: config
+        configMap: {name: frontend, items: [{key: app.yaml, path: app.yaml}]}
+      - name: cache
+        emptyDir: {medium: Memory, sizeLimit: 64Mi}
+"""
+
+
+def test_a_real_world_deployment_is_accepted() -> None:
+    (obj,) = load_objects(REAL_WORLD, "frontend.yaml")
+    pod = obj["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "256Mi"}
+    assert pod["volumes"][0]["configMap"]["defaultMode"] == 0o644
+    assert pod["containers"][0]["startupProbe"]["grpc"] == {"port": 9091}
+    assert validate(obj) == obj
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "fragment"),
+    [
+        ("mountPath: /tmp}", "mountPath: /tmp}\n        - {name: logs, mountPath: /logs}",
+         "spec.template.spec.containers[0].volumeMounts[2].name", 'volume "logs" is not defined'),
+        ("- name: migrate", "- name: frontend", "spec.template.spec.containers[0].name", "duplicate container name"),
+        ("tcpSocket: {port: 8080}", "tcpSocket: {port: 8080}\n          exec: {command: [ls]}",
+         "spec.template.spec.containers[0].livenessProbe.tcpSocket", "more than one handler"),
+        ("grpc: {port: 9091}", "terminationGracePeriodSeconds: 3", "spec.template.spec.containers[0].startupProbe",
+         "must specify a handler type"),
+        ("{name: metrics, containerPort: 9090, protocol: TCP}", "{name: metrics, containerPort: 9090, protocol: tcp}",
+         "spec.template.spec.containers[0].ports[1].protocol", 'expected one of TCP, UDP, SCTP, got "tcp"'),
+        ("limits: {cpu: 1, memory: 256Mi}", "limits: {cpu: 1, memory: lots}",
+         "spec.template.spec.containers[0].resources.limits.memory", 'expected quantity like "100m" or "128Mi"'),
+        ("operator: In", "operator: Within", "spec.selector.matchExpressions[0].operator", "expected one of In"),
+    ],
+)  # fmt: skip
+def test_real_world_mistakes(old: str, new: str, path: str, fragment: str) -> None:
+    assert old in REAL_WORLD
+    (error,) = errors_of(REAL_WORLD.replace(old, new), "frontend.yaml")
+    assert f": {path}: " in error, error
+    assert fragment in error, error
