@@ -708,6 +708,7 @@ class Exchange:
 
     def response_head(self, status: int, headers: Headers, up: UpstreamProtocol) -> None:
         self.status = status
+        self.details = "via_upstream"
         self.response_start_mono = now = time.monotonic()
         if self.conn.closed:
             return

@@ -1,0 +1,109 @@
+"""Start real proxy processes from a bootstrap dict, and build xDS resources tersely."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def static_cluster(
+    name: str, endpoints: list[tuple[str, int]], lb: str = "ROUND_ROBIN", ep_metadata=None, **kw
+):
+    eps = [
+        {"address": a, "port": p, **({"metadata": ep_metadata[i]} if ep_metadata else {})}
+        for i, (a, p) in enumerate(endpoints)
+    ]
+    return {
+        "name": name,
+        "type": "STATIC",
+        "lb_policy": lb,
+        "connect_timeout": 1.0,
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]},
+        **kw,
+    }
+
+
+def node(workload: str, ns: str = "default", app: str | None = None, version: str = "v1") -> dict[str, Any]:
+    return {
+        "id": f"sidecar~127.0.0.1~{workload}-abc.{ns}~{ns}.svc.cluster.local",
+        "cluster": "Kubernetes",
+        "metadata": {
+            "NAME": f"{workload}-abc",
+            "NAMESPACE": ns,
+            "WORKLOAD_NAME": workload,
+            "CLUSTER_ID": "Kubernetes",
+            "LABELS": {"app": app or workload, "version": version},
+        },
+    }
+
+
+class ProxyProcess:
+    """``python -m meshpilot.proxy --bootstrap`` in its own process; stopped by PID."""
+
+    def __init__(self, bootstrap: dict[str, Any], ip: str = "127.0.0.1") -> None:
+        self.ip = ip
+        self.admin_port = free_port(ip)
+        bootstrap = {"ip": ip, "admin": {"address": ip, "port": self.admin_port}, "stats": None, **bootstrap}
+        self.dir = tempfile.mkdtemp(prefix="meshpilot-proxy-test-")
+        self.path = os.path.join(self.dir, "bootstrap.json")
+        Path(self.path).write_text(json.dumps(bootstrap))
+        self.stdout = open(os.path.join(self.dir, "stdout.log"), "wb")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshpilot.proxy", "--bootstrap", self.path],
+            cwd=ROOT,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+        self.admin = f"http://{ip}:{self.admin_port}"
+
+    def wait_ready(self, timeout: float = 15.0) -> ProxyProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited {self.proc.returncode}: {self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.admin}/ready", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise TimeoutError(f"proxy not ready: {self.log()}")
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.admin}{path}", timeout=5)
+
+    def listener_port(self, name: str) -> int:
+        return int(self.get("/listeners").json()["listeners"][name])
+
+    def log(self) -> str:
+        return Path(self.stderr_path).read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.stdout.close()
+        self.stderr.close()

@@ -1,0 +1,230 @@
+"""The downstream protocol fed raw bytes through a mock transport: parsing, keep-alive, smuggling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from meshpilot.proxy.config import validate_listener
+from meshpilot.proxy.http import DownstreamProtocol
+from meshpilot.proxy.server import Identity, Proxy, Settings
+
+ROUTES = {
+    "name": "80",
+    "virtual_hosts": [
+        {
+            "name": "svc",
+            "domains": ["svc", "svc:80"],
+            "routes": [
+                {
+                    "name": "teapot",
+                    "match": {"prefix": "/tea"},
+                    "direct_response": {"status": 418, "body": "teapot"},
+                },
+                {"name": "moved", "match": {"prefix": "/old"}, "redirect": {"prefix_rewrite": "/new"}},
+                {
+                    "name": "only",
+                    "match": {"path": "/only"},
+                    "direct_response": {"status": 200, "body": "ok"},
+                },
+            ],
+        }
+    ],
+}
+
+
+class MockTransport:
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 15001), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+
+@pytest.fixture
+async def proxy():
+    p = Proxy(
+        Identity("sidecar~127.0.0.1~t.default~default.svc.cluster.local", "127.0.0.1"),
+        Settings(header_timeout=0.2),
+    )
+    await p.apply({"type.googleapis.com/envoy.config.route.v3.RouteConfiguration": [ROUTES]}, {})
+    yield p
+    await p.stop()
+
+
+def connect(proxy: Proxy) -> tuple[DownstreamProtocol, MockTransport]:
+    lc = validate_listener(
+        {
+            "name": "out",
+            "address": "127.0.0.1",
+            "port": 15001,
+            "traffic_direction": "OUTBOUND",
+            "cluster": "PassthroughCluster",
+        }
+    )
+    proto = DownstreamProtocol(proxy, lc)
+    t = MockTransport()
+    proto.connection_made(t)  # type: ignore[arg-type]
+    return proto, t
+
+
+def responses(buf: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    out = []
+    data = bytes(buf)
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+        n = int(headers.get(b"content-length", b"0"))
+        out.append((status, {k: v for k, v in headers.items()}, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+async def test_keep_alive_reuses_one_parser_for_many_requests(proxy):
+    proto, t = connect(proxy)
+    parser = proto.parser
+    for _ in range(3):
+        proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\n")
+    assert proto.parser is parser
+    got = responses(t.buffer)
+    assert [s for s, _, _ in got] == [418, 418, 418]
+    assert got[0][2] == b"teapot" and b"date" in got[0][1] and not t.closed
+
+
+async def test_pipelined_requests_in_one_packet_are_answered_in_order(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\nGET /only HTTP/1.1\r\nHost: svc\r\n\r\n")
+    assert [s for s, _, _ in responses(t.buffer)] == [418, 200]
+
+
+async def test_absolute_form_is_routed_by_its_host(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET http://svc/tea HTTP/1.1\r\nHost: ignored\r\n\r\n")
+    assert responses(t.buffer)[0][0] == 418
+
+
+async def test_redirect_and_no_route(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(
+        b"GET /old/x?y=1 HTTP/1.1\r\nHost: svc\r\n\r\nGET /nothing HTTP/1.1\r\nHost: svc\r\n\r\n"
+    )
+    (s1, h1, _), (s2, _, _) = responses(t.buffer)
+    assert s1 == 301 and h1[b"location"] == b"http://svc/new/x?y=1"
+    assert s2 == 404
+
+
+@pytest.mark.parametrize(
+    "raw, status",
+    [
+        # CL.TE and TE.CL smuggling (bodies go to a passthrough host, so nothing answers before parsing ends)
+        (
+            b"POST /tea HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        # differing duplicate Content-Length
+        (
+            b"POST /tea HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+            400,
+        ),
+        # bad chunk size
+        (
+            b"POST /tea HTTP/1.1\r\nHost: 127.0.0.1:9\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        # obfuscated transfer-encoding
+        (b"POST /tea HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: xchunked\r\n\r\n", None),
+        # whitespace before the colon, and bad characters in a header name
+        (b"GET /tea HTTP/1.1\r\nHost: svc\r\nX-Bad : 1\r\n\r\n", 400),
+        (b"GET /tea HTTP/1.1\r\nHost: svc\r\nX(Bad): 1\r\n\r\n", 400),
+        # two Host headers
+        (b"GET /tea HTTP/1.1\r\nHost: svc\r\nHost: other\r\n\r\n", 400),
+        # negative / non-numeric content length
+        (b"POST /tea HTTP/1.1\r\nHost: svc\r\nContent-Length: -1\r\n\r\n", 400),
+        # garbage request line
+        (b"GET /tea HTTP/1.1 extra\r\nHost: svc\r\n\r\n", 400),
+    ],
+)
+async def test_smuggling_vectors_get_an_error_and_the_connection_closes(proxy, raw, status):
+    proto, t = connect(proxy)
+    proto.data_received(raw)
+    got = responses(t.buffer)
+    assert len(got) == 1
+    if status is None:
+        assert got[0][0] in (400, 501)
+    else:
+        assert got[0][0] == status
+    assert got[0][1].get(b"connection") == b"close"
+    assert t.closed
+    # nothing after the rejected message is ever parsed as a request
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\n")
+    assert len(responses(t.buffer)) == 1
+
+
+async def test_oversized_headers_get_431(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n")
+    for _ in range(70):
+        if t.closed:
+            break
+        proto.data_received(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+    got = responses(t.buffer)
+    assert got[0][0] == 431 and t.closed
+
+
+async def test_large_body_in_one_packet_is_not_mistaken_for_large_headers(proxy):
+    proto, t = connect(proxy)
+    body = b"b" * 200_000
+    proto.data_received(b"POST /tea HTTP/1.1\r\nHost: svc\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert responses(t.buffer)[0][0] == 418
+
+
+async def test_header_read_timeout_answers_408_and_closes(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: s")
+    deadline = asyncio.get_running_loop().time() + 3
+    while not t.closed and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert t.closed and responses(t.buffer)[0][0] == 408
+
+
+async def test_http10_closes_after_the_response(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.0\r\nHost: svc\r\n\r\n")
+    assert responses(t.buffer)[0][0] == 418 and t.closed
+
+
+async def test_connection_close_is_honoured(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
+    status, headers, _ = responses(t.buffer)[0]
+    assert status == 418 and headers[b"connection"] == b"close" and t.closed
