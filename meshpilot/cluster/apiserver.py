@@ -707,10 +707,21 @@ class ApiServer:
 
     async def _delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None
-        grace, rv, uid = self._delete_options(request, await self._body(request))
+        body = await self._body(request)
+        grace, rv, uid = self._delete_options(request, body)
+        options = body if isinstance(body, dict) else {}
+        orphan = request.query.get("propagationPolicy", options.get("propagationPolicy")) == "Orphan"
+        orphan = (
+            orphan
+            or str(request.query.get("orphanDependents", options.get("orphanDependents"))).lower() == "true"
+        )
         if request.query.get("dryRun"):
             obj = self.store.get(target.key, target.namespace, target.name)
-        else:
+            return json_response(present(obj, target.info, target.version))
+        with self.store.transaction():
+            if orphan:
+                owner = self.store.get(target.key, target.namespace, target.name)
+                self._orphan_dependents(owner)
             obj = self.store.delete(
                 target.key,
                 target.namespace,
@@ -720,6 +731,28 @@ class ApiServer:
                 uid=uid,
             )
         return json_response(present(obj, target.info, target.version))
+
+    def _orphan_dependents(self, owner: Obj) -> None:
+        """``propagationPolicy: Orphan``: dependents lose their reference to the owner and so survive it.
+
+        Background (the default) and Foreground both leave dependents to the garbage collector.
+        """
+        owner_uid = owner["metadata"].get("uid")
+        namespace = owner["metadata"].get("namespace")
+        for info in self._served():
+            if not info.namespaced and namespace:
+                continue
+            items, _ = self.store.list(info.key, namespace if info.namespaced else None)
+            for item in items:
+                refs = item["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != owner_uid]
+                if len(kept) != len(refs):
+                    self.store.patch(
+                        info.key,
+                        item["metadata"].get("namespace"),
+                        item["metadata"]["name"],
+                        {"metadata": {"ownerReferences": kept or None}},
+                    )
 
     async def _delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
         grace, _, _ = self._delete_options(request, await self._body(request))

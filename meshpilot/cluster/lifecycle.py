@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ DEFAULT_NAME = "default"
 API_PORT = 6443
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
 class ClusterError(Exception):
@@ -187,8 +190,34 @@ def start_daemon(info: ClusterInfo, timeout: float = READY_TIMEOUT) -> int:
     raise ClusterError(f"cluster daemon did not become ready within {timeout:.0f}s; see {info.log_file}")
 
 
+@contextlib.contextmanager
+def _exclusive(name: str) -> Iterator[None]:
+    """One lifecycle operation per cluster at a time (two `cluster up` racing would start two daemons)."""
+    lock_path = paths.cluster_dir(name) / "lifecycle.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def up(name: str = DEFAULT_NAME, *, mesh: bool = True) -> tuple[ClusterInfo, str]:
     """Create or restart cluster ``name``; returns its info and a one-line message for the user."""
+    _check_name(name)
+    with _exclusive(name):
+        return _up(name, mesh)
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ClusterError(
+            f"invalid cluster name {name!r}: use lowercase letters, digits and '-' (at most 40), "
+            "starting with a letter"
+        )
+
+
+def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
     try:
         info = state.load(name)
         created = False
@@ -287,6 +316,11 @@ def down(name: str = DEFAULT_NAME, timeout: float = STOP_TIMEOUT) -> str:
         info = state.load(name)
     except FileNotFoundError:
         raise ClusterError(f"cluster {name!r} does not exist") from None
+    with _exclusive(name):
+        return _down(info, name, timeout)
+
+
+def _down(info: ClusterInfo, name: str, timeout: float) -> str:
     pid = daemon_pid(info)
     message = f"cluster {name} was not running"
     if pid is not None:

@@ -380,3 +380,26 @@ def test_abandoned_watch_releases_its_store_watcher(apiserver: Any) -> None:
     while len(apiserver.store._watchers) > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(apiserver.store._watchers) == before
+
+
+def test_delete_with_orphan_propagation_keeps_dependents(client: Client) -> None:
+    owner = client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": unique("owner")}})
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
+    dependent = client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": unique("dep"), "ownerReferences": [ref]},
+        }
+    )
+    client.delete("configmaps", owner["metadata"]["name"], propagation_policy="Orphan")
+    kept = client.get("configmaps", dependent["metadata"]["name"])
+    assert "ownerReferences" not in kept["metadata"]
+    with pytest.raises(ApiError) as bad:
+        client.delete("configmaps", dependent["metadata"]["name"], propagation_policy="Sometimes")
+    assert bad.value.status == 400

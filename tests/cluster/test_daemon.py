@@ -174,3 +174,10 @@ def test_session_cluster_serves_lightkube(cluster: Any) -> None:
     lk = Lightkube(config=config)
     names = [ns.metadata.name for ns in lk.list(Namespace)]
     assert "default" in names
+
+
+def test_bad_cluster_name_is_one_line_error(tmp_path: Path) -> None:
+    result = meshpilot(tmp_path / "home", "cluster", "up", "--name", "Bad_Name!")
+    assert result.returncode != 0
+    assert "invalid cluster name" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "clusters" / "Bad_Name!").exists()
