@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshpilot.store import SelectorError, parse_field_selector, parse_label_selector, selector_from_match
 
@@ -67,3 +69,38 @@ def test_field_selector() -> None:
     assert parse_field_selector("spec.missing=").matches(pod)
     with pytest.raises(SelectorError):
         parse_field_selector("status.phase")
+
+
+keys = st.from_regex(r"\A[a-z][a-z0-9]{0,8}\Z")
+values = st.from_regex(r"\A[a-z0-9]{1,8}\Z")
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("="), keys, values),
+            st.tuples(st.just("!="), keys, values),
+            st.tuples(st.just("in"), keys, st.lists(values, min_size=1, max_size=3)),
+            st.tuples(st.just("notin"), keys, st.lists(values, min_size=1, max_size=3)),
+            st.tuples(st.just("exists"), keys, st.just("")),
+            st.tuples(st.just("!"), keys, st.just("")),
+        ),
+        max_size=4,
+    ),
+    st.dictionaries(keys, values, max_size=4),
+)
+def test_selector_string_round_trips(parts: list[tuple[str, str, object]], labels: dict[str, str]) -> None:
+    text_parts = []
+    for op, key, value in parts:
+        if op in ("=", "!="):
+            text_parts.append(f"{key}{op}{value}")
+        elif op in ("in", "notin"):
+            text_parts.append(f"{key} {op} ({','.join(value)})")  # type: ignore[arg-type]
+        elif op == "exists":
+            text_parts.append(key)
+        else:
+            text_parts.append(f"!{key}")
+    selector = parse_label_selector(",".join(text_parts))
+    again = parse_label_selector(str(selector))
+    assert again == selector
+    assert again.matches(labels) == selector.matches(labels)

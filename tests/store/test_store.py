@@ -245,3 +245,22 @@ async def test_close_ends_watches() -> None:
     await asyncio.sleep(0)
     store.close()
     assert await asyncio.wait_for(task, 5) == []
+
+
+async def test_watch_resumes_after_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = Store(path)
+    first.create(CM, {"metadata": {"name": "a", "namespace": "default"}})
+    seen = first.revision
+    first.patch(CM, "default", "a", {"data": {"k": "v"}})
+    first.close()
+    second = Store(path)
+    try:
+        watch = second.watch(CM, resource_version=str(seen))
+        replayed = await collect(watch, 1)
+        assert replayed[0][0] == "MODIFIED" and replayed[0][1]["data"] == {"k": "v"}
+        second.delete(CM, "default", "a")
+        assert (await collect(watch, 1))[0][0] == "DELETED"
+        await watch.aclose()
+    finally:
+        second.close()
