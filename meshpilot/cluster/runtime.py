@@ -848,7 +848,7 @@ class PodWorker:
     async def run(self) -> None:
         self._setup()
         self.publish()
-        while True:
+        while not self.runtime.stopping:
             if self.gone:
                 await self._shutdown(grace=min(self.grace_period, 2.0))
                 self._cleanup()
@@ -859,7 +859,8 @@ class PodWorker:
             self.step(time.monotonic())
             self.publish()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self.wake.wait()
             self.wake.clear()
 
     # ---- termination
@@ -950,7 +951,7 @@ class ProcessRuntime:
         self.workers: dict[str, PodWorker] = {}
         self._watch: asyncio.Task[None] | None = None
         self._serving: Callable[[str], bool] = lambda ip: False
-        self._stopping = False
+        self.stopping = False
 
     def __repr__(self) -> str:
         return f"<ProcessRuntime {self.info.name} [{len(self.workers)} pods]>"
@@ -998,7 +999,7 @@ class ProcessRuntime:
                 shutil.rmtree(pod_dir, ignore_errors=True)
 
     def _on_event(self, event_type: str, obj: Obj) -> None:
-        if self._stopping:
+        if self.stopping:
             return
         if event_type == "SYNC":
             items, _ = self.store.list(PODS)
@@ -1061,7 +1062,7 @@ class ProcessRuntime:
             pass
 
     async def stop(self, *, stop_pods: bool) -> None:
-        self._stopping = True
+        self.stopping = True
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -74,6 +74,7 @@ class Loop:
         self.reconcile = reconcile
         self.dirty = asyncio.Event()
         self.passes = 0
+        self.stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     def __repr__(self) -> str:
@@ -90,9 +91,10 @@ class Loop:
         self.dirty.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.dirty.wait(), RESYNC)
+                async with asyncio.timeout(RESYNC):
+                    await self.dirty.wait()
             self.dirty.clear()
             await asyncio.sleep(0.01)  # let a burst of events coalesce into one pass
             try:
@@ -105,6 +107,7 @@ class Loop:
             self.passes += 1
 
     async def stop(self) -> None:
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

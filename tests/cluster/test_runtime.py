@@ -1,0 +1,376 @@
+"""The process runtime on real processes: environment, addresses, logs, probes, restarts with
+back-off, re-adoption after a daemon restart, and stopping every process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from _localcluster import (
+    APP,
+    alive,
+    app_container,
+    http_get,
+    http_get_retry,
+    local_cluster,
+    make_info,
+    pids_of,
+    pod_manifest,
+    processes_running,
+    service_manifest,
+    wait_for,
+)
+
+from meshpilot.cluster import runtime
+from meshpilot.cluster.controllers import ControllerManager
+from meshpilot.cluster.runtime import backoff_delay, expand, pod_metrics, resolve_argv, service_env
+from meshpilot.cluster.state import ClusterInfo
+from meshpilot.store import Store
+
+
+@pytest.fixture(autouse=True)
+def small_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(runtime.BACKOFF_ENV, "0.3")
+
+
+# ----------------------------------------------------------------- pure rules
+
+
+def test_dollar_paren_expansion_follows_kubernetes() -> None:
+    env = {"A": "x", "B": "y"}
+    assert expand("$(A)-$(B)", env) == "x-y"
+    assert expand("$(MISSING)", env) == "$(MISSING)"
+    assert expand("$$(A)", env) == "$(A)"
+    assert expand("cost: $5", env) == "cost: $5"
+
+
+def test_argv0_python_and_meshpilot_use_the_daemons_interpreter() -> None:
+    import sys
+
+    assert resolve_argv(["python", "-c", "1"]) == [sys.executable, "-c", "1"]
+    assert resolve_argv(["python3", "x.py"]) == [sys.executable, "x.py"]
+    assert resolve_argv(["meshpilot", "version"]) == [sys.executable, "-m", "meshpilot", "version"]
+    assert resolve_argv(["/bin/true"]) == ["/bin/true"]
+
+
+def test_backoff_doubles_from_the_base_up_to_thirty_times_it() -> None:
+    assert [backoff_delay(n, 10) for n in range(8)] == [0, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_service_variables_are_kubernetes_docker_links() -> None:
+    svc = {
+        "metadata": {"name": "product-catalog"},
+        "spec": {"clusterIP": "127.9.128.4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    }
+    env = service_env([svc])
+    assert env["PRODUCT_CATALOG_SERVICE_HOST"] == "127.9.128.4"
+    assert env["PRODUCT_CATALOG_SERVICE_PORT"] == "80"
+    assert env["PRODUCT_CATALOG_SERVICE_PORT_HTTP"] == "80"
+    assert env["PRODUCT_CATALOG_PORT"] == "tcp://127.9.128.4:80"
+    assert env["PRODUCT_CATALOG_PORT_80_TCP_ADDR"] == "127.9.128.4"
+    headless = {"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}
+    assert service_env([headless]) == {}
+
+
+# ----------------------------------------------------------------- real processes
+
+
+async def test_environment_address_workdir_and_log_file(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        c.apply(service_manifest("catalog", {"app": "nothing"}))
+        c.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "cfg", "namespace": "default"},
+                "data": {"colour": "blue"},
+            }
+        )
+        secret = base64.b64encode(b"s3cret").decode()
+        c.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "sec", "namespace": "default"},
+                "data": {"pw": secret},
+            }
+        )
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+        env = [
+            {"name": "GREETING", "value": "hello"},
+            {"name": "MESSAGE", "value": "$(GREETING) from $(POD_NAME)"},
+            {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "MY_SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+            {"name": "MY_TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+            {"name": "COLOUR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "colour"}}},
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+        ]
+        c.apply(
+            pod_manifest(
+                "envpod",
+                [app_container(env=env, workingDir=str(workdir))],
+                labels={"app": "envpod", "tier": "gold"},
+            )
+        )
+        pod = await wait_for(
+            lambda: c.pod("envpod")["status"].get("phase") == "Running" and c.pod("envpod"), what="Running"
+        )
+        ip = pod["status"]["podIP"]
+        a, b, third, _ = ip.split(".")
+        assert (a, b) == ("127", str(c.info.index)) and 1 <= int(third) <= 127
+        status, body = await http_get_retry(ip, 8080, "/env")
+        assert status == 200
+        seen = json.loads(body)
+        assert seen["MESSAGE"] == "hello from envpod"
+        assert seen["MY_NAME"] == "envpod" and seen["MY_NS"] == "default" and seen["MY_IP"] == ip
+        assert seen["MY_SA"] == "default" and seen["MY_TIER"] == "gold"
+        assert seen["COLOUR"] == "blue" and seen["PASSWORD"] == "s3cret"
+        assert seen["POD_IP"] == ip and seen["PORT"] == "8080" and seen["POD_NAME"] == "envpod"
+        assert seen["KUBERNETES_SERVICE_HOST"] == c.info.api_host
+        assert seen["CATALOG_SERVICE_PORT"] == "80" and seen["CATALOG_SERVICE_HOST"].startswith(
+            f"127.{c.info.index}."
+        )
+        assert Path(seen["MESHPILOT_TOKEN_FILE"]).read_text() == c.info.token
+        _, cwd = await http_get(ip, 8080, "/cwd")
+        assert json.loads(cwd)["cwd"] == str(workdir)
+        _, peer = await http_get(ip, 8080, "/peer")
+        log_file = c.info.pods_dir / "default" / "envpod" / "app.log"
+        text = await wait_for(
+            lambda: "listening" in log_file.read_text() and log_file.read_text(), what="log line"
+        )
+        assert "starting pod=envpod" in text
+        cid = pod["status"]["containerStatuses"][0]["containerID"]
+        pid = pids_of(pod)[0]
+        assert cid == f"meshpilot://{pid}-{psutil.Process(pid).create_time():.2f}"
+        assert os.getsid(pid) == pid, "each container runs in its own session"
+        metrics = pod_metrics(c.store, c.info)
+        mine = [m for m in metrics if m["metadata"]["name"] == "envpod"]
+        assert mine and mine[0]["containers"][0]["name"] == "app"
+        assert mine[0]["containers"][0]["usage"]["memory"].endswith("Ki")
+        assert int(mine[0]["containers"][0]["usage"]["memory"][:-2]) > 1000
+        assert peer  # answered
+
+
+async def test_missing_configmap_waits_then_starts(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        env = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "x"}}}]
+        c.apply(pod_manifest("waits", [app_container(env=env)]))
+
+        def waiting_reason() -> str:
+            statuses = c.pod("waits")["status"].get("containerStatuses") or [{}]
+            return str(statuses[0].get("state", {}).get("waiting", {}).get("reason", ""))
+
+        await wait_for(lambda: waiting_reason() == "CreateContainerConfigError", what="config error")
+        assert (
+            'configmap "later" not found'
+            in c.pod("waits")["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        )
+        c.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "later", "namespace": "default"},
+                "data": {"x": "1"},
+            }
+        )
+        await wait_for(lambda: c.pod("waits")["status"]["phase"] == "Running", what="Running")
+
+
+async def test_probes_readiness_liveness_and_tcp_from_the_pod_ip(tmp_path: Path) -> None:
+    ready_file = tmp_path / "ready"
+    sick_file = tmp_path / "sick"
+    async with local_cluster(tmp_path) as c:
+        container = app_container(
+            args=["--ready-file", str(ready_file), "--unhealthy-file", str(sick_file)],
+            readinessProbe={
+                "httpGet": {"path": "/ready", "port": "http"},
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+            },
+            livenessProbe={
+                "httpGet": {"path": "/healthz", "port": 8080},
+                "periodSeconds": 1,
+                "failureThreshold": 2,
+            },
+            startupProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 30},
+        )
+        exec_container = {
+            "name": "side",
+            "image": "test/side",
+            "command": ["python", "-c", "import time; time.sleep(600)"],
+            "readinessProbe": {
+                "exec": {
+                    "command": ["python", "-c", "import os,sys; sys.exit(0 if os.environ['POD_NAME'] else 1)"]
+                },
+                "periodSeconds": 1,
+            },
+        }
+        c.apply(pod_manifest("probed", [container, exec_container], terminationGracePeriodSeconds=2))
+
+        def statuses() -> dict[str, dict]:
+            return {s["name"]: s for s in c.pod("probed")["status"].get("containerStatuses") or []}
+
+        await wait_for(lambda: statuses().get("app", {}).get("started"), what="startup probe")
+        await wait_for(lambda: statuses().get("side", {}).get("ready"), what="exec readiness")
+        assert not statuses()["app"]["ready"]
+        ready = [c_ for c_ in c.pod("probed")["status"]["conditions"] if c_["type"] == "Ready"][0]
+        assert ready["status"] == "False"
+        ready_file.write_text("ok")
+        await wait_for(lambda: statuses()["app"]["ready"], what="readiness")
+        await wait_for(
+            lambda: any(
+                x["type"] == "Ready" and x["status"] == "True"
+                for x in c.pod("probed")["status"]["conditions"]
+            ),
+            what="pod Ready",
+        )
+        _, peer = await http_get(c.pod("probed")["status"]["podIP"], 8080, "/peer")
+        first_pid = pids_of(c.pod("probed"))[0]
+        sick_file.write_text("x")
+        await wait_for(lambda: statuses()["app"]["restartCount"] >= 1, timeout=20, what="liveness restart")
+        sick_file.unlink()
+        await wait_for(lambda: statuses()["app"]["ready"], timeout=20, what="ready again")
+        assert pids_of(c.pod("probed"))[0] != first_pid
+        assert not alive(first_pid)
+
+
+async def test_crash_loop_backs_off_exponentially(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        c.apply(pod_manifest("crashy", [app_container(args=["--exit-after", "0", "--exit-code", "3"])]))
+        seen_backoff = False
+        restarts_at: dict[int, float] = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = (c.pod("crashy").get("status", {}).get("containerStatuses") or [{}])[0]
+            count = int(status.get("restartCount", 0))
+            restarts_at.setdefault(count, time.monotonic())
+            if status.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff":
+                seen_backoff = True
+                assert status["lastState"]["terminated"]["exitCode"] == 3
+                assert status["lastState"]["terminated"]["reason"] == "Error"
+            if count >= 4:
+                break
+            await asyncio.sleep(0.02)
+        assert seen_backoff
+        assert max(restarts_at) >= 4
+        gaps = [restarts_at[i + 1] - restarts_at[i] for i in range(1, 4)]
+        # base 0.3 s: gaps after the first restart are about 0.3, 0.6, 1.2 s (plus start time)
+        assert gaps[2] > gaps[0] * 1.5, gaps
+        assert c.pod("crashy")["status"]["phase"] == "Running"
+
+
+async def test_restart_policies_never_and_onfailure(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        c.apply(
+            pod_manifest(
+                "never",
+                [app_container(args=["--exit-after", "0", "--exit-code", "2"])],
+                restartPolicy="Never",
+            )
+        )
+        c.apply(
+            pod_manifest(
+                "done",
+                [app_container(args=["--exit-after", "0", "--exit-code", "0"])],
+                restartPolicy="OnFailure",
+            )
+        )
+        await wait_for(lambda: c.pod("never")["status"].get("phase") == "Failed", what="Failed")
+        await wait_for(lambda: c.pod("done")["status"].get("phase") == "Succeeded", what="Succeeded")
+        status = c.pod("never")["status"]["containerStatuses"][0]
+        assert status["restartCount"] == 0 and status["state"]["terminated"]["exitCode"] == 2
+        assert c.pod("done")["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+
+async def test_restarted_daemon_adopts_live_processes_and_restarts_dead_ones(tmp_path: Path) -> None:
+    info = make_info(tmp_path)
+    store = Store(tmp_path / "store.db")
+    try:
+        async with local_cluster(tmp_path, info=info, store=store) as c:
+            c.apply(pod_manifest("keep", [app_container()]))
+            c.apply(pod_manifest("dies", [app_container()]))
+            await wait_for(lambda: all(pids_of(c.pod(n)) for n in ("keep", "dies")), what="both started")
+            keep_pid = pids_of(c.pod("keep"))[0]
+            dies_pid = pids_of(c.pod("dies"))[0]
+            keep_cid = c.pod("keep")["status"]["containerStatuses"][0]["containerID"]
+            # the daemon "crashes": controllers stop, processes stay
+            await c.manager.stop(stop_pods=False)
+            assert alive(keep_pid) and alive(dies_pid)
+            os.killpg(dies_pid, signal.SIGKILL)
+            await wait_for(lambda: not alive(dies_pid), what="killed")
+            c.manager = ControllerManager(store, info)
+            await c.manager.start()
+            await wait_for(
+                lambda: c.pod("dies")["status"]["containerStatuses"][0]["restartCount"] == 1, what="restart"
+            )
+            await wait_for(
+                lambda: c.pod("dies")["status"]["containerStatuses"][0].get("state", {}).get("running"),
+                what="running",
+            )
+            keep = c.pod("keep")["status"]["containerStatuses"][0]
+            assert keep["containerID"] == keep_cid and keep["restartCount"] == 0
+            assert alive(keep_pid)
+            dies = c.pod("dies")["status"]["containerStatuses"][0]
+            assert dies["lastState"]["terminated"]["exitCode"] == 137
+            # exactly one process per pod: nothing duplicated
+            for name in ("keep", "dies"):
+                running = [
+                    p
+                    for p in processes_running(APP)
+                    if psutil.Process(p)
+                    .environ()
+                    .get("MESHPILOT_TOKEN_FILE", "")
+                    .startswith(str(info.pods_dir / "default" / name))
+                ]
+                assert len(running) == 1, (name, running)
+            pids = [pids_of(c.pod(n))[0] for n in ("keep", "dies")]
+        # local_cluster's exit stops every pod
+        for pid in pids:
+            assert not alive(pid)
+    finally:
+        store.close()
+
+
+async def test_stop_with_pods_kills_every_process(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        # one container ignores SIGTERM: it must still be gone after the grace period
+        stubborn = {
+            "name": "stubborn",
+            "image": "x",
+            "command": [
+                "python",
+                "-c",
+                "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
+            ],
+        }
+        c.apply(pod_manifest("a", [app_container()]))
+        c.apply(pod_manifest("b", [stubborn], terminationGracePeriodSeconds=1))
+        await wait_for(lambda: pids_of(c.pod("a")) and pids_of(c.pod("b")), what="started")
+        pids = pids_of(c.pod("a")) + pids_of(c.pod("b"))
+        children = [ch.pid for pid in pids for ch in psutil.Process(pid).children(recursive=True)]
+        started = time.monotonic()
+        await c.manager.stop(stop_pods=True)
+        assert time.monotonic() - started < 8
+        for pid in pids + children:
+            assert not alive(pid), pid
+        c.manager = ControllerManager(c.store, c.info)
+        await c.manager.start()
+
+
+def test_pod_metrics_is_empty_without_pods(tmp_path: Path) -> None:
+    store = Store(None)
+    try:
+        info = ClusterInfo(name="m", index=201, state_dir=tmp_path, token="t", mesh=False)
+        assert pod_metrics(store, info) == []
+    finally:
+        store.close()
