@@ -55,6 +55,7 @@ KUBERNETES_VERSION = {
 }
 UNAUTHENTICATED_PATHS = frozenset({"/readyz", "/healthz", "/livez", "/version"})
 MESHPILOT_GROUP = "meshpilot.io"
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 MESHPILOT_VERSION = "v1alpha1"
 
 # Subresources each kind serves, in discovery and in routing.
@@ -718,10 +719,20 @@ class ApiServer:
         if request.query.get("dryRun"):
             obj = self.store.get(target.key, target.namespace, target.name)
             return json_response(present(obj, target.info, target.version))
+        if target.key == ("", "namespaces") and target.name in PROTECTED_NAMESPACES:
+            raise ApiFailure(
+                403,
+                "Forbidden",
+                f'namespaces "{target.name}" is forbidden: this namespace may not be deleted',
+                details={"name": target.name, "kind": "namespaces"},
+            )
         with self.store.transaction():
             if orphan:
                 owner = self.store.get(target.key, target.namespace, target.name)
                 self._orphan_dependents(owner)
+            if target.key == ("", "namespaces"):
+                self.store.get(target.key, None, target.name)
+                self._delete_namespace_contents(target.name)
             obj = self.store.delete(
                 target.key,
                 target.namespace,
@@ -731,6 +742,20 @@ class ApiServer:
                 uid=uid,
             )
         return json_response(present(obj, target.info, target.version))
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        """Deleting a namespace deletes everything in it; pods terminate gracefully, as usual.
+
+        Kubernetes keeps the namespace in phase Terminating until its pods are gone; here the
+        namespace goes at once and the runtime finishes the pods' graceful termination.
+        """
+        for info in self._served():
+            if not info.namespaced:
+                continue
+            items, _ = self.store.list(info.key, namespace)
+            for item in items:
+                with contextlib.suppress(NotFound):
+                    self.store.delete(info.key, namespace, item["metadata"]["name"])
 
     def _orphan_dependents(self, owner: Obj) -> None:
         """``propagationPolicy: Orphan``: dependents lose their reference to the owner and so survive it.

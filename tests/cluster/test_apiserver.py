@@ -403,3 +403,18 @@ def test_delete_with_orphan_propagation_keeps_dependents(client: Client) -> None
     with pytest.raises(ApiError) as bad:
         client.delete("configmaps", dependent["metadata"]["name"], propagation_policy="Sometimes")
     assert bad.value.status == 400
+
+
+def test_deleting_a_namespace_deletes_its_contents(client: Client) -> None:
+    ns = unique("gone")
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}})
+    client.create(dict(virtual_service("vs"), metadata={"name": "vs", "namespace": ns}))
+    client.delete("namespaces", ns)
+    assert client.list("configmaps", ns) == [] and client.list("vs", ns) == []
+    with pytest.raises(ApiError) as missing:
+        client.get("namespaces", ns)
+    assert missing.value.status == 404
+    with pytest.raises(ApiError) as protected:
+        client.delete("namespaces", "default")
+    assert protected.value.status == 403
