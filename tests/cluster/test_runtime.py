@@ -223,7 +223,7 @@ async def test_probes_readiness_liveness_and_tcp_from_the_pod_ip(tmp_path: Path)
         await wait_for(lambda: statuses().get("app", {}).get("started"), what="startup probe")
         await wait_for(lambda: statuses().get("side", {}).get("ready"), what="exec readiness")
         assert not statuses()["app"]["ready"]
-        ready = [c_ for c_ in c.pod("probed")["status"]["conditions"] if c_["type"] == "Ready"][0]
+        ready = next(c_ for c_ in c.pod("probed")["status"]["conditions"] if c_["type"] == "Ready")
         assert ready["status"] == "False"
         ready_file.write_text("ok")
         await wait_for(lambda: statuses()["app"]["ready"], what="readiness")
@@ -234,7 +234,6 @@ async def test_probes_readiness_liveness_and_tcp_from_the_pod_ip(tmp_path: Path)
             ),
             what="pod Ready",
         )
-        _, peer = await http_get(c.pod("probed")["status"]["podIP"], 8080, "/peer")
         first_pid = pids_of(c.pod("probed"))[0]
         sick_file.write_text("x")
         await wait_for(lambda: statuses()["app"]["restartCount"] >= 1, timeout=20, what="liveness restart")
