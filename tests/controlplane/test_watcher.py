@@ -1,0 +1,155 @@
+"""The registry watcher: cache bookkeeping without I/O, then list+watch against the real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from cp_helpers import istio, pod, service
+
+from meshpilot.controlplane.registry import Snapshot
+from meshpilot.controlplane.watcher import KINDS, RegistryWatcher
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Snapshot, set[str] | None]] = []
+
+    def __call__(self, snapshot: Snapshot, changed: set[str] | None) -> None:
+        self.calls.append((snapshot, changed))
+
+
+def kind(name: str) -> Any:
+    return next(k for k in KINDS if k.kind == name)
+
+
+def with_rv(obj: dict[str, Any], rv: str) -> dict[str, Any]:
+    obj["metadata"]["resourceVersion"] = rv
+    return obj
+
+
+def test_nothing_is_reported_until_every_kind_is_listed_then_a_full_snapshot() -> None:
+    rec = Recorder()
+    w = RegistryWatcher(None, rec)  # type: ignore[arg-type]
+    for k in KINDS[:-1]:
+        w.apply_list(k, [])
+    w.apply_event(
+        kind("Service"), "ADDED", with_rv(service("a", "ns", [("http", 80, 80)], "127.1.128.1"), "5")
+    )
+    assert rec.calls == []
+    w.apply_list(KINDS[-1], [])
+    ((snap, changed),) = rec.calls
+    assert changed is None and [s["metadata"]["name"] for s in snap.services] == ["a"]
+
+
+def test_events_and_relists_report_the_keys_that_changed() -> None:
+    rec = Recorder()
+    w = RegistryWatcher(None, rec)  # type: ignore[arg-type]
+    for k in KINDS:
+        w.apply_list(k, [])
+    rec.calls.clear()
+    vs = with_rv(istio("VirtualService", "r", "prod", {"hosts": ["r"]}), "7")
+    w.apply_event(kind("VirtualService"), "ADDED", vs)
+    assert rec.calls[-1][1] == {"VirtualService/prod/r"}
+    w.apply_event(kind("VirtualService"), "DELETED", vs)
+    assert rec.calls[-1][1] == {"VirtualService/prod/r"} and rec.calls[-1][0].virtual_services == []
+    # a relist after a broken watch reports additions, changes and deletions alike
+    p1, p2 = (
+        with_rv(pod("p1", "prod", "127.1.1.1", {}), "1"),
+        with_rv(pod("p2", "prod", "127.1.1.2", {}), "2"),
+    )
+    w.apply_list(kind("Pod"), [p1, p2])
+    assert rec.calls[-1][1] == {"Pod/prod/p1", "Pod/prod/p2"}
+    p2b = with_rv(pod("p2", "prod", "127.1.1.2", {"x": "y"}), "3")
+    w.apply_list(kind("Pod"), [p2b])
+    assert rec.calls[-1][1] == {"Pod/prod/p1", "Pod/prod/p2"}
+    n = len(rec.calls)
+    w.apply_list(kind("Pod"), [p2b])
+    assert len(rec.calls) == n  # nothing changed: no report
+
+
+def test_mesh_config_comes_from_the_revisions_configmap_and_bad_yaml_keeps_the_last() -> None:
+    rec = Recorder()
+    w = RegistryWatcher(None, rec, revision="canary")  # type: ignore[arg-type]
+    for k in KINDS:
+        w.apply_list(k, [])
+
+    def cm(name: str, mesh: str, rv: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "istio-system", "resourceVersion": rv},
+            "data": {"mesh": mesh},
+        }
+
+    w.apply_event(kind("ConfigMap"), "ADDED", cm("istio", "accessLogFile: /dev/stdout", "1"))
+    assert rec.calls[-1][1] is None and rec.calls[-1][0].mesh.access_log_file == "/dev/stdout"  # fallback
+    w.apply_event(
+        kind("ConfigMap"), "ADDED", cm("istio-canary", "outboundTrafficPolicy: {mode: REGISTRY_ONLY}", "2")
+    )
+    assert rec.calls[-1][0].mesh.outbound_mode == "REGISTRY_ONLY"
+    w.apply_event(kind("ConfigMap"), "MODIFIED", cm("istio-canary", "accessLogEncoding: [", "3"))
+    assert rec.calls[-1][0].mesh.outbound_mode == "REGISTRY_ONLY"  # the previous, good config stays
+
+
+# --- against the real local cluster -------------------------------------------------------------------
+
+
+@pytest.fixture
+def namespace(cluster: Any) -> Any:
+    name = "cp-watch-test"
+    client = cluster.client
+    with contextlib.suppress(Exception):
+        client.delete(("", "namespaces"), name)
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(Exception):
+        client.delete(("", "namespaces"), name)
+
+
+async def test_watcher_follows_the_cluster(cluster: Any, namespace: str) -> None:
+    from meshpilot.client import AsyncClient
+
+    rec = Recorder()
+    async with AsyncClient(cluster.info.server, cluster.info.token) as client:
+        w = RegistryWatcher(client, rec)
+        w.start()
+        try:
+            await asyncio.wait_for(w.synced.wait(), 20)
+            assert rec.calls[0][1] is None
+            svc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {
+                    "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                },
+            }
+            await asyncio.to_thread(cluster.client.create, svc)
+            vs = istio(
+                "VirtualService",
+                "web",
+                namespace,
+                {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]},
+            )
+            await asyncio.to_thread(cluster.client.create, vs)
+
+            async def seen(key: str) -> Snapshot:
+                deadline = asyncio.get_running_loop().time() + 20
+                while True:
+                    for snap, changed in reversed(rec.calls):
+                        if changed and key in changed:
+                            return snap
+                    assert asyncio.get_running_loop().time() < deadline, f"{key} never reported"
+                    await asyncio.sleep(0.05)
+
+            snap = await seen(f"Service/{namespace}/web")
+            assert any(s["metadata"]["name"] == "web" for s in snap.services)
+            snap = await seen(f"VirtualService/{namespace}/web")
+            assert any(v["metadata"]["name"] == "web" for v in snap.virtual_services)
+            assert w.errors == 0
+        finally:
+            await w.stop()
