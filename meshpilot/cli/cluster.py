@@ -73,7 +73,7 @@ def up(ctx: click.Context, name: str | None, no_mesh: bool) -> None:
             from meshpilot.client import Client
 
             with Client.from_kubeconfig(context=context_name(info.name)) as client:
-                install_into(client)
+                install_into(client, cluster_id=info.name)
 
 
 @cluster.command()

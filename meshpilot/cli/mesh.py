@@ -40,9 +40,14 @@ def _client(ctx: click.Context, context: str | None) -> Client:
 # --- install ------------------------------------------------------------------------------------
 
 
-def install_into(client: Client, revision: str | None = None) -> list[dict[str, Any]]:
-    """Apply the control plane of ``revision`` (default: "default"); the apply results per object."""
-    return client.apply(manifests(revision))
+def install_into(
+    client: Client, revision: str | None = None, cluster_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Apply the control plane of ``revision`` (default: "default"); the apply results per object.
+
+    ``cluster_id`` should be the id the injector gives sidecars (the local cluster's name).
+    """
+    return client.apply(manifests(revision, cluster_id))
 
 
 def _deployment_ready(client: Client, name: str) -> bool:

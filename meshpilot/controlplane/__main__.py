@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("MESHPILOT_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # one line per list/watch request would drown what matters (pushes, NACKs, resyncs)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return asyncio.run(run(args))
     except KubeconfigError as exc:

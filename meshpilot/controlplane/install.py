@@ -26,12 +26,23 @@ def _packaged() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def manifests(revision: str | None = None) -> list[dict[str, Any]]:
-    """The objects of one control plane revision, ready to apply (namespace first)."""
+def manifests(revision: str | None = None, cluster_id: str | None = None) -> list[dict[str, Any]]:
+    """The objects of one control plane revision, ready to apply (namespace first).
+
+    ``cluster_id`` names the cluster in endpoint metadata (telemetry's ``*_cluster`` labels); it
+    should match the ``ISTIO_META_CLUSTER_ID`` the injector gives sidecars.
+    """
     rev = revision or "default"
     if not _REVISION.match(rev):
         raise InstallError(f"invalid revision {rev!r}: use lowercase letters, digits and '-'")
     objects = _packaged()
+    if cluster_id:
+        for obj in objects:
+            if obj["kind"] == "Deployment":
+                for container in obj["spec"]["template"]["spec"]["containers"]:
+                    for env in container.get("env", []):
+                        if env["name"] == "CLUSTER_ID":
+                            env["value"] = cluster_id
     if rev == "default":
         return objects
     out: list[dict[str, Any]] = []
