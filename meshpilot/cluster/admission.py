@@ -155,5 +155,22 @@ def _admit_pod(store: Store, info: ClusterInfo, obj: Obj) -> Obj:
     if revision is None:
         return out
     return injection.inject(
-        out, revision=revision, cluster_id=info.name, api_host=info.api_host, namespace=namespace_name
+        out,
+        revision=revision,
+        cluster_id=info.name,
+        api_host=info.api_host,
+        namespace=namespace_name,
+        discovery=_discovery_ip(store, revision),
     )
+
+
+def _discovery_ip(store: Store, revision: str) -> str | None:
+    """``clusterIP:15010`` of the revision's istiod Service: sidecars have no DNS to resolve
+    ``istiod.istio-system.svc`` with; None (keep the name) when the Service does not exist yet."""
+    name = "istiod" if revision in ("", "default") else f"istiod-{revision}"
+    try:
+        svc = store.get(SERVICES, "istio-system", name)
+    except NotFound:
+        return None
+    ip = svc.get("spec", {}).get("clusterIP")
+    return f"{ip}:15010" if ip and ip != "None" else None

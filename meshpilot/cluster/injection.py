@@ -119,8 +119,20 @@ def _set_env(container: Obj, name: str, value: str) -> None:
     env.append({"name": name, "value": value})
 
 
-def inject(pod: Obj, *, revision: str, cluster_id: str, api_host: str, namespace: str) -> Obj:
-    """Return a copy of ``pod`` with the sidecar added (idempotent: an injected pod is returned as is)."""
+def inject(
+    pod: Obj,
+    *,
+    revision: str,
+    cluster_id: str,
+    api_host: str,
+    namespace: str,
+    discovery: str | None = None,
+) -> Obj:
+    """Return a copy of ``pod`` with the sidecar added (idempotent: an injected pod is returned as is).
+
+    ``discovery`` overrides the control plane's ``host:port``: the local cluster has no DNS, so the
+    admission passes the istiod Service's ClusterIP (``discovery_address`` names would not resolve).
+    """
     out = copy.deepcopy(pod)
     meta = out.setdefault("metadata", {})
     annotations: dict[str, Any] = meta.setdefault("annotations", {})
@@ -174,7 +186,7 @@ def inject(pod: Obj, *, revision: str, cluster_id: str, api_host: str, namespace
         }
         for p in app_ports
     ]
-    proxy_config = {"discoveryAddress": discovery_address(revision)}
+    proxy_config = {"discoveryAddress": discovery or discovery_address(revision)}
     clean_labels = {k: v for k, v in labels.items() if k != HASH_LABEL}
     proxy: Obj = {
         "name": PROXY_CONTAINER,
