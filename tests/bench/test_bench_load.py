@@ -49,12 +49,12 @@ def test_fixed_delay_percentiles_are_accurate(echo: EchoProcess) -> None:  # noq
 
     The machine is shared, so other processes can add real latency to a run: every attempt must
     never report less than the delay (under-reporting is the generator's fault), and one of up to
-    three attempts must be within the bound.
+    five attempts must be within the bound.
     """
     misses = []
-    for _attempt in range(3):
-        doc, _ = load_json("-qps", "100", "-t", "2s", "-c", "4", "--workers", "1", echo.url + "?delay=10ms")
-        assert doc["DurationHistogram"]["Count"] == 200
+    for _attempt in range(5):
+        doc, _ = load_json("-qps", "100", "-t", "1s", "-c", "2", "--workers", "1", echo.url + "?delay=10ms")
+        assert doc["DurationHistogram"]["Count"] == 100
         values = {
             (key, p): percentile(doc, p, key)
             for p in (50, 75, 90)
