@@ -48,7 +48,14 @@ class Ref:
 
     @property
     def quoted(self) -> str:
-        """kubectl's ``deployment.apps "x"`` form used in delete messages."""
+        """kubectl's ``deployment.apps "x"`` form of success messages (singular)."""
+        singular = self.info.singular or self.info.kind.lower()
+        kind = f"{singular}.{self.info.group}" if self.info.group else singular
+        return f'{kind} "{self.name}"'
+
+    @property
+    def quoted_plural(self) -> str:
+        """The server's ``deployments.apps "x"`` form of NotFound errors."""
         return f'{self.info.resource} "{self.name}"'
 
 
@@ -195,11 +202,18 @@ def apply(
     """Create or update objects from files: all of them, or nothing if any is invalid."""
     objects = load_manifests(filenames, recursive)
     check_namespaces(objects, namespace)
-    if dry_run == "client":
-        for obj in objects:
-            click.echo(f"{display_of(obj)} {'configured'} (dry run)" if output is None else display_of(obj))
-        return
     session = open_session(ctx, context, namespace)
+    if dry_run == "client":
+        # Validated locally above; only whether each object exists yet is asked of the cluster.
+        from meshpilot.api import lookup
+
+        for obj in objects:
+            info = lookup(obj["apiVersion"], obj["kind"])
+            ns = (_ns_of(obj) or session.namespace) if info.namespaced else None
+            exists = session.get_or_none(info, obj["metadata"]["name"], ns) is not None
+            verb = "configured" if exists else "created"
+            click.echo(display_of(obj) if output == "name" else f"{display_of(obj)} {verb} (dry run)")
+        return
     results = session.apply(objects, dry_run=dry_run == "server")
     suffix = " (server dry run)" if dry_run == "server" else ""
     stored = [r.get("object") or {} for r in results]
@@ -529,13 +543,13 @@ def delete(
             click.echo(f"{ref.quoted} deleted")
             deleted.append((info, name, ns))
         elif not ignore_not_found:
-            errors.append(f"Error from server (NotFound): {ref.quoted} not found")
+            errors.append(f"Error from server (NotFound): {ref.quoted_plural} not found")
     if wait and deleted:
         deadline = time.monotonic() + deadline_seconds
         for info, name, ns in deleted:
             while session.get_or_none(info, name, ns) is not None:
                 if time.monotonic() > deadline:
-                    fail(f"timed out waiting for {Ref(info, name).quoted} to be deleted")
+                    fail(f"timed out waiting for {Ref(info, name).quoted_plural} to be deleted")
                 time.sleep(0.2)
     if errors:
         raise CliError("\n".join(errors), prefix="")

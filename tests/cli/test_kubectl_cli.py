@@ -79,7 +79,7 @@ def test_apply_from_stdin_and_single_file(examples: Any) -> None:
     assert run_ok(examples, "apply", "-f", "-", input=changed).strip() == "configmap/from-stdin configured"
     assert examples.client.get(("", "configmaps"), "from-stdin", "frontend")["data"] == {"a": "c"}
     assert run_ok(examples, "delete", "configmap", "from-stdin", "-n", "frontend").strip() == (
-        'configmaps "from-stdin" deleted'
+        'configmap "from-stdin" deleted'
     )
 
 
@@ -522,3 +522,95 @@ def test_duplicates_across_files_and_namespace_mismatch(cluster: Any, tmp_path: 
     nothing = cluster.cli("apply", "-f", str(tmp_path / "nope.yaml"))
     assert nothing.exit_code == 1 and "does not exist" in nothing.stderr
     assert cluster.cli("get", "configmap", "would-be-created", "-n", "default").exit_code == 1
+
+
+ISTIO_NS = "cli-istio"
+ISTIO_DOCS = f"""apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ISTIO_NS}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: productcatalog
+  namespace: {ISTIO_NS}
+spec:
+  host: productcatalog.production.svc.cluster.local
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: productcatalog
+  namespace: {ISTIO_NS}
+spec:
+  hosts: [productcatalog.production.svc.cluster.local]
+  http:
+  - route:
+    - destination: {{host: productcatalog.production.svc.cluster.local, subset: v1}}
+      weight: 90
+    - destination: {{host: productcatalog.production.svc.cluster.local, subset: v2}}
+      weight: 10
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: remote-service
+  namespace: {ISTIO_NS}
+spec:
+  hosts: [productcatalog.prod.svc.cluster.local]
+  location: MESH_EXTERNAL
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  resolution: DNS
+"""
+
+
+def test_istio_kinds(cluster: Any, tmp_path: Path) -> None:
+    path = tmp_path / "istio.yaml"
+    path.write_text(ISTIO_DOCS)
+    dry = run_ok(cluster, "apply", "-f", str(path), "--dry-run", "client")
+    assert "virtualservice.networking.istio.io/productcatalog created (dry run)" in dry
+    with pytest.raises(Exception, match=r"not found"):
+        cluster.client.get(("networking.istio.io", "virtualservices"), "productcatalog", ISTIO_NS)
+    server_dry = run_ok(cluster, "apply", "-f", str(path), "--dry-run", "server")
+    assert "destinationrule.networking.istio.io/productcatalog created (server dry run)" in server_dry
+    assert ISTIO_NS not in {n["metadata"]["name"] for n in cluster.client.list(("", "namespaces"))}
+    out = run_ok(cluster, "apply", "-f", str(path))
+    assert "virtualservice.networking.istio.io/productcatalog created" in out
+    try:
+        vs = run_ok(cluster, "get", "vs", "-n", ISTIO_NS).splitlines()
+        assert vs[0].split() == ["NAME", "GATEWAYS", "HOSTS", "AGE"]
+        assert vs[1].split()[:2] == ["productcatalog", '["productcatalog.production.svc.cluster.local"]']
+        both = run_ok(cluster, "get", "vs,dr", "-n", ISTIO_NS)
+        assert "virtualservice.networking.istio.io/productcatalog" in both
+        assert re.search(
+            r"destinationrule\.networking\.istio\.io/productcatalog\s+productcatalog\.production", both
+        )
+        se = run_ok(cluster, "get", "serviceentries.networking.istio.io", "-n", ISTIO_NS).splitlines()
+        assert se[0].split() == ["NAME", "HOSTS", "LOCATION", "RESOLUTION", "AGE"]
+        assert se[1].split()[2:4] == ["MESH_EXTERNAL", "DNS"]
+        weights = run_ok(
+            cluster,
+            "get",
+            "vs",
+            "productcatalog",
+            "-n",
+            ISTIO_NS,
+            "-o",
+            "jsonpath={.spec.http[0].route[*].weight}",
+        )
+        assert weights.strip() == "90 10"
+        text = run_ok(cluster, "describe", "vs", "productcatalog", "-n", ISTIO_NS)
+        assert "Kind:         VirtualService" in text and "Weight:  90" in text and "Subset:  v2" in text
+        deleted = run_ok(cluster, "delete", "vs,dr", "--all", "-n", ISTIO_NS)
+        assert 'virtualservice.networking.istio.io "productcatalog" deleted' in deleted
+        assert 'destinationrule.networking.istio.io "productcatalog" deleted' in deleted
+        assert cluster.client.list(("networking.istio.io", "virtualservices"), ISTIO_NS) == []
+    finally:
+        cluster.cli("delete", "-f", str(path), "--ignore-not-found")
