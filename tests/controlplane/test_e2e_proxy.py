@@ -25,6 +25,16 @@ import pytest
 from aiohttp import web
 from cp_helpers import endpoints, istio, pod, service
 
+from meshpilot.cli.mesh import (
+    cluster_rows,
+    clusters_of,
+    endpoint_rows,
+    endpoints_of,
+    listener_rows,
+    listeners_of,
+    route_rows,
+    routes_of,
+)
 from meshpilot.controlplane.registry import Snapshot, proxy_from_pod
 from meshpilot.controlplane.server import ControlPlane
 
@@ -218,3 +228,15 @@ async def test_proxy_gets_config_routes_and_follows_a_push(mesh: dict[str, Any])
         dump = (await http.get(f"http://{mesh['ip']}:15000/config_dump")).json()
     types = [c["@type"].rsplit(".", 1)[-1] for c in dump["configs"]]
     assert "ClustersConfigDump" in types and "RoutesConfigDump" in types
+    # proxy-config reads the proxy's own dump: the tables show what the control plane sent
+    pc = "productcatalog.production.svc.cluster.local"
+    assert [pc, "80", "v2", "outbound", "EDS", "productcatalog.production"] in cluster_rows(clusters_of(dump))
+    assert any(
+        r[1] == f"{pc}:80" and r[4] == "productcatalog.production" for r in route_rows(routes_of(dump))
+    )
+    assert [mesh["ip"], "15001", "ALL", "Cluster: PassthroughCluster"] in listener_rows(
+        listeners_of(dump), routes_of(dump)
+    )
+    assert [f"{mesh['net']}.11:8080", "HEALTHY", "OK", f"outbound|80|v2|{pc}"] in endpoint_rows(
+        None, endpoints_of(dump)
+    )

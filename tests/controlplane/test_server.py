@@ -32,7 +32,11 @@ class FakeProxy:
 
     @classmethod
     async def connect(cls, port: int, pod: dict[str, Any]) -> FakeProxy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=64 * 1024 * 1024)
+        return await cls.connect_to("127.0.0.1", port, pod)
+
+    @classmethod
+    async def connect_to(cls, host: str, port: int, pod: dict[str, Any]) -> FakeProxy:
+        reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024 * 1024)
         return cls(reader, writer, proxy_from_pod(pod).id)
 
     async def send(self, req: dict[str, Any]) -> None:
