@@ -265,6 +265,7 @@ class _Worker:
         self.stopping = False
         self.finished = asyncio.Event()
         self.schedule = opts.schedule()
+        self.fixed_rate = opts.fixed_rate
         self.next_g = index
         self.t0 = 0.0
         self.end_at = math.inf
@@ -360,7 +361,8 @@ class _Worker:
             start = client.intended if client.intended < client.sent else client.sent
             latency = done - start
             self.corrected.record(latency)
-            self.uncorrected.record(done - client.sent)
+            if self.fixed_rate:  # closed loop: both are the same, copied once at the end
+                self.uncorrected.record(done - client.sent)
             self.codes[status] = self.codes.get(status, 0) + 1
             self.sizes.record(client.rx)
             self.header_sizes.record(client.rx - client.body)
@@ -396,7 +398,7 @@ class _Worker:
         if not self.recording:
             self.idle.append(client)
             return
-        if not self.opts.fixed_rate:
+        if not self.fixed_rate:
             if self.generating:
                 now = time.perf_counter()
                 if self.remaining == 0 or now >= self.end_at:
@@ -581,7 +583,7 @@ class _Worker:
     def result(self, elapsed: float) -> dict[str, Any]:
         return {
             "corrected": self.corrected.to_compact(),
-            "uncorrected": self.uncorrected.to_compact(),
+            "uncorrected": (self.uncorrected if self.fixed_rate else self.corrected).to_compact(),
             "errors": self.errors.to_compact(),
             "connect": self.connect_times.to_compact(),
             "sizes": self.sizes.to_wire(),
