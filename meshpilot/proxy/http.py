@@ -20,7 +20,6 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -52,7 +51,6 @@ _HOP: Final = frozenset(
 PEER_META: Final = b"x-envoy-peer-metadata"
 PEER_META_ID: Final = b"x-envoy-peer-metadata-id"
 _PEER: Final = frozenset({PEER_META, PEER_META_ID})
-_TOKEN_CHARS: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 HIGH_WATER: Final = 256 * 1024  # body bytes buffered before the sender is paused
 
@@ -131,6 +129,11 @@ class DownstreamProtocol(asyncio.Protocol):
         self.tunnel: UpstreamProtocol | None = None
         self.tunnel_buffer: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._deadline = 0.0
+        self._deadline_cb: Any = None
+        self.batching = False
+        self.wbuf: list[bytes] = []
 
     # -- connection events
 
@@ -147,7 +150,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
+        self._cancel_timer()
+        self.wbuf.clear()
         self.proxy.downstream.discard(self)
         if self.tunnel is not None:
             self.tunnel.close()
@@ -278,8 +282,20 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- writing
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.batching:
+            self.wbuf.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def flush(self) -> None:
+        """End of a batch: what one upstream read produced (head, body, terminator) goes out in one send."""
+        self.batching = False
+        buf = self.wbuf
+        if buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
 
     def exchange_done(self, x: Exchange) -> None:
         """The response of ``x`` is written: close, or move on to the next request on this connection."""
@@ -301,34 +317,59 @@ class DownstreamProtocol(asyncio.Protocol):
         self._arm(self.proxy.settings.idle_timeout, self._on_idle)
 
     def close(self) -> None:
+        self.flush()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
+        self.wbuf.clear()
+        self.batching = False
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
 
-    # -- timers
+    # -- timers: one lazily moved deadline per connection, so keep-alive requests do not each
+    # schedule and cancel timer handles.
 
     def _arm(self, delay: float, cb: Any) -> None:
-        self._disarm()
-        if delay > 0:
-            self._timer = self.loop.call_later(delay, cb)
+        if delay <= 0:
+            self._deadline_cb = None
+            return
+        when = self.loop.time() + delay
+        self._deadline, self._deadline_cb = when, cb
+        if self._timer is None or self._timer_when > when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_when = when
+            self._timer = self.loop.call_at(when, self._fire)
 
     def _disarm(self) -> None:
+        self._deadline_cb = None
+
+    def _cancel_timer(self) -> None:
+        self._deadline_cb = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _on_idle(self) -> None:
+    def _fire(self) -> None:
         self._timer = None
+        cb = self._deadline_cb
+        if cb is None or self.closed:
+            return
+        if self.loop.time() + 0.001 < self._deadline:
+            self._timer_when = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._fire)
+            return
+        self._deadline_cb = None
+        cb()
+
+    def _on_idle(self) -> None:
         if self.current is None and self.parsing is None:
             self.close()
 
     def _on_header_timeout(self) -> None:
-        self._timer = None
         if self.current is None:
             x = self.parsing or Exchange(self, "GET", b"/", [])
             self.current = x
@@ -350,8 +391,7 @@ def _strict_checks(x: Exchange) -> None:
     cl: bytes | None = None
     te = host = None
     for name, value in x.req_headers:
-        if not name or any(c not in _TOKEN_CHARS for c in name):
-            raise _Reject(400, "http1.invalid_characters")
+        # llhttp already rejects header names that are not RFC 9110 tokens and control characters in values.
         if name == b"content-length":
             v = value.strip()
             if not v.isdigit():
@@ -384,6 +424,64 @@ def _strict_checks(x: Exchange) -> None:
 
 class Exchange:
     """One request and its response; finished exactly once (metrics, access log, pool release)."""
+
+    __slots__ = (
+        "authority",
+        "bytes_received",
+        "bytes_sent",
+        "close_after",
+        "cluster",
+        "cluster_name",
+        "conn",
+        "details",
+        "done",
+        "end_mono",
+        "extra_resp_headers",
+        "flags",
+        "head_sent",
+        "host",
+        "http10",
+        "keep_alive",
+        "method",
+        "original_target",
+        "path",
+        "peer_header",
+        "pending_body",
+        "pending_bytes",
+        "protocol",
+        "proxy",
+        "query",
+        "req_chunked",
+        "req_headers",
+        "req_length",
+        "request_done",
+        "request_end_mono",
+        "request_id",
+        "resp_chunked",
+        "resp_headers",
+        "resp_no_body",
+        "response_ops",
+        "response_start_mono",
+        "response_started",
+        "route",
+        "route_name",
+        "start_mono",
+        "start_time",
+        "started",
+        "status",
+        "target",
+        "termination",
+        "timeout",
+        "timer",
+        "upgrade_requested",
+        "upgrading",
+        "upstream",
+        "upstream_failure",
+        "upstream_host",
+        "upstream_local",
+        "upstream_start",
+        "view",
+    )
 
     def __init__(self, conn: DownstreamProtocol, method: str, url: bytes, headers: Headers) -> None:
         self.conn = conn
@@ -539,7 +637,7 @@ class Exchange:
             elif k == PEER_META:
                 self.peer_header = v
         if self.request_id is None:
-            self.request_id = str(uuid.uuid4()).encode()
+            self.request_id = _request_id()
             hdrs.append((b"x-request-id", self.request_id))
         if lc.direction == "INBOUND" and self.peer_header is not None:
             self.req_headers = [h for h in hdrs if h[0] not in _PEER]
@@ -894,6 +992,12 @@ class Exchange:
         conn.tunnel_buffer.clear()
 
 
+def _request_id() -> bytes:
+    """A random (version 4) UUID, formatted without the cost of the uuid module."""
+    h = b"%032x" % (random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64))
+    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
 def _cookie(headers: Headers, name: str) -> bytes | None:
     want = name.encode()
     for k, v in headers:
@@ -992,10 +1096,19 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
-        if self.exchange is None:
+        x0 = self.exchange
+        if x0 is None:
             # Bytes from an idle connection: the server broke keep-alive; never reuse it.
             self.close()
             return
+        down = x0.conn
+        down.batching = True
+        try:
+            self._feed(data)
+        finally:
+            down.flush()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -1126,7 +1239,6 @@ class Pool:
         self.connecting -= 1
         self.total_connections += 1
         self.proxy.counters.inc(f"cluster.{x.cluster_name}.upstream_cx_total")
-        up = cast(UpstreamProtocol, up)
         if x.done:
             self.release(up, True)
             return

@@ -1,0 +1,269 @@
+"""One sidecar hop vs nginx as a reverse proxy: CPU per request, added latency, RSS.
+
+Same upstream (an nginx answering a fixed 200), same load generator (wrk), same CPU pinning:
+the proxy under test runs alone on CPU 0, upstream and wrk share CPU 1. For each target
+(direct to the upstream, nginx proxy, meshpilot proxy) the script runs
+
+- a throughput run (``-c CONN``): CPU seconds the proxy process used / requests completed,
+- a latency run (``-c 1``): mean and p50/p99 latency; "added latency" is the proxy's minus direct.
+
+meshpilot runs with a route (a virtual host and a prefix route, as a VirtualService compiles to),
+Istio metrics on (they always are) and access logging off. wrk drives a closed loop (no fixed
+rate), so latencies are service times, not latency from intended send time.
+
+    python benchmarks/proxy_hop.py [--seconds 8] [--connections 16] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def nginx_conf(prefix: str, port: int, body: str) -> str:
+    return f"""
+daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    keepalive_requests 1000000;
+    {body}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(port: int, body: str, cpu: str) -> Iterator[list[int]]:
+    prefix = tempfile.mkdtemp(prefix="bench-nginx-")
+    conf = os.path.join(prefix, "nginx.conf")
+    Path(conf).write_text(nginx_conf(prefix, port, body))
+    proc = subprocess.Popen(
+        ["taskset", "-c", cpu, "nginx", "-p", prefix, "-c", conf],
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children())]
+        yield pids
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def meshpilot_proxy(port: int, upstream: int, cpu: str) -> Iterator[list[int]]:
+    admin = free_port()
+    boot = {
+        "ip": "127.0.0.1",
+        "admin": {"address": "127.0.0.1", "port": admin},
+        "stats": None,
+        "node": {"id": "sidecar~127.0.0.1~bench.default~default.svc.cluster.local",
+                 "metadata": {"WORKLOAD_NAME": "bench", "NAMESPACE": "default", "LABELS": {"app": "bench"}}},
+        "static_resources": {
+            "listeners": [{"name": "virtualOutbound", "address": "127.0.0.1", "port": port,
+                           "traffic_direction": "OUTBOUND", "cluster": "BlackHoleCluster"}],
+            "routes": [{"name": "80", "virtual_hosts": [{
+                "name": "svc:80", "domains": ["svc", "svc:80", f"127.0.0.1:{port}"],
+                "routes": [{"name": "default", "match": {"prefix": "/"},
+                            "route": {"cluster": "outbound|80||svc.default.svc.cluster.local", "timeout": 0}}]}]}],
+            "clusters": [{"name": "outbound|80||svc.default.svc.cluster.local", "type": "STATIC",
+                          "lb_policy": "ROUND_ROBIN",
+                          "load_assignment": {"cluster_name": "outbound|80||svc.default.svc.cluster.local",
+                                              "endpoints": [{"lb_endpoints": [{"address": "127.0.0.1", "port": upstream,
+                                                  "metadata": {"workload": "upstream", "namespace": "default"}}]}]},
+                          "metadata": {"istio": {"services": [{"host": "svc.default.svc.cluster.local",
+                                                               "name": "svc", "namespace": "default"}]}}}],
+        },
+    }  # fmt: skip
+    d = tempfile.mkdtemp(prefix="bench-proxy-")
+    path = os.path.join(d, "bootstrap.json")
+    Path(path).write_text(json.dumps(boot))
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            cpu,
+            sys.executable,
+            "-m",
+            "meshpilot.proxy",
+            "--bootstrap",
+            path,
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_port(port)
+        yield [proc.pid]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if m is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(port: int, seconds: int, connections: int, cpu: str) -> dict[str, float]:
+    out = subprocess.run(
+        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-H", "Host: svc", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout  # fmt: skip
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    assert lat and p50 and p99, out
+    return {
+        "requests": requests,
+        "errors": int(errors.group(1)) if errors else 0,
+        "rps": requests / seconds,
+        "mean_ms": _ms(lat.group(1)),
+        "p50_ms": _ms(p50.group(1)),
+        "p99_ms": _ms(p99.group(1)),
+    }
+
+
+def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[str, Any]:
+    wrk(port, 1, connections, "1")  # warm-up: pools, caches
+    c0 = cpu_seconds(pids)
+    load = wrk(port, seconds, connections, "1")
+    used = cpu_seconds(pids) - c0
+    lat = wrk(port, max(2, seconds // 2), 1, "1")
+    rss = sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p))
+    if load["errors"] or lat["errors"]:
+        raise RuntimeError(f"port {port}: {load['errors'] + lat['errors']} non-2xx responses; the setup is wrong")
+    return {
+        "rps": round(load["rps"]),
+        "errors": load["errors"],
+        "cpu_us_per_request": used * 1e6 / max(load["requests"], 1),
+        "latency_mean_ms": lat["mean_ms"],
+        "latency_p50_ms": lat["p50_ms"],
+        "latency_p99_ms": lat["p99_ms"],
+        "rss_mib": rss / 2**20,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(
+                f"proxy_hop: {tool} not found (apt-get install -y nginx-light wrk util-linux)",
+                file=sys.stderr,
+            )
+            return 2
+    up_port, nginx_port, mp_port = free_port(), free_port(), free_port()
+    upstream_body = f'server {{ listen 127.0.0.1:{up_port}; location / {{ return 200 "ok\\n"; }} }}'
+    proxy_body = (
+        f"upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}\n"
+        f"server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; "
+        f'proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }} }}'
+    )
+    results: dict[str, Any] = {}
+    with nginx(up_port, upstream_body, "1") as up_pids:
+        results["direct"] = measure(up_port, up_pids, args.seconds, args.connections)
+        with nginx(nginx_port, proxy_body, "0") as pids:
+            results["nginx"] = measure(nginx_port, pids, args.seconds, args.connections)
+        with meshpilot_proxy(mp_port, up_port, "0") as pids:
+            results["meshpilot"] = measure(mp_port, pids, args.seconds, args.connections)
+    direct = results["direct"]
+    for name in ("nginx", "meshpilot"):
+        r = results[name]
+        r["added_latency_p50_ms"] = r["latency_p50_ms"] - direct["latency_p50_ms"]
+        r["added_latency_mean_ms"] = r["latency_mean_ms"] - direct["latency_mean_ms"]
+    mp, ng = results["meshpilot"], results["nginx"]
+    summary = {
+        "cpu_per_request_ratio_to_nginx": mp["cpu_us_per_request"] / ng["cpu_us_per_request"],
+        "meshpilot_rss_mib": mp["rss_mib"],
+        "targets": {"cpu_ratio": 1.25, "rss_mib": 30},
+    }
+    results["summary"] = summary
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(
+        f"{'target':<10} {'req/s':>8} {'CPU µs/req':>11} {'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'RSS MiB':>8}"
+    )
+    for name in ("direct", "nginx", "meshpilot"):
+        r = results[name]
+        added = f"{r['added_latency_p50_ms']:.3f}" if "added_latency_p50_ms" in r else "-"
+        cpu = f"{r['cpu_us_per_request']:.1f}" if name != "direct" else "-"
+        print(
+            f"{name:<10} {r['rps']:>8} {cpu:>11} {r['latency_p50_ms']:>7.3f} {r['latency_p99_ms']:>7.3f}"
+            f" {added:>8} {r['rss_mib']:>8.1f}"
+        )
+    print(
+        f"meshpilot / nginx CPU per request: {summary['cpu_per_request_ratio_to_nginx']:.2f}x (target <= 1.25x); "
+        f"meshpilot RSS {summary['meshpilot_rss_mib']:.1f} MiB (target <= 30 MiB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
