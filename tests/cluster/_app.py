@@ -68,6 +68,10 @@ def main() -> int:
                 bad = args.unhealthy_file and os.path.exists(args.unhealthy_file)
                 self._json(500 if bad else 200, {"healthy": not bad})
             elif self.path == "/ready":
+                print(
+                    f"ready probe from {self.client_address[0]} agent={self.headers.get('User-Agent')}",
+                    flush=True,
+                )
                 ok = not args.ready_file or os.path.exists(args.ready_file)
                 self._json(200 if ok else 503, {"ready": ok})
             else:

@@ -226,6 +226,12 @@ async def test_probes_readiness_liveness_and_tcp_from_the_pod_ip(tmp_path: Path)
         ready = next(c_ for c_ in c.pod("probed")["status"]["conditions"] if c_["type"] == "Ready")
         assert ready["status"] == "False"
         ready_file.write_text("ok")
+        ip = c.pod("probed")["status"]["podIP"]
+        log_file = c.info.pods_dir / "default" / "probed" / "app.log"
+        await wait_for(
+            lambda: f"ready probe from {ip} agent=kube-probe/" in log_file.read_text(),
+            what="probe from the pod's IP",
+        )
         await wait_for(lambda: statuses()["app"]["ready"], what="readiness")
         await wait_for(
             lambda: any(
