@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,13 +219,17 @@ class ApiServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (port 0 picks one); returns the bound port."""
+    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> int:
+        """Listen on host:port (port 0 picks one), or on an already bound ``sock``; returns the port."""
         # handler_cancellation: a watch or log stream whose client went away must end (and stop
         # holding a store watcher) even when no event arrives to fail a write.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(self._runner, sock)
+        else:
+            site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         addresses = self._runner.addresses
         bound = int(addresses[0][1]) if addresses else port

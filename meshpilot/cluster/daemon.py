@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -24,6 +25,7 @@ from meshpilot.store import AlreadyExists, NotFound, Store
 
 log = logging.getLogger("meshpilot.cluster.daemon")
 
+EXIT_ADDRESS_IN_USE = 3
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -95,19 +97,28 @@ async def run(info: ClusterInfo) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
+    # Claim the API address before touching the store: if another cluster holds it, this daemon
+    # must fail without having written objects (a Service's ClusterIP) for an address plan it
+    # will not get.
+    try:
+        listener = socket.create_server((info.api_host, info.api_port), reuse_port=False)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", info.api_host, info.api_port, exc)
+        return EXIT_ADDRESS_IN_USE
     store = Store(info.store_path)
     bootstrap(store, info)
     manager = ControllerManager(store, info)
     api = ApiServer(store, info)
     try:
         await manager.start()
-        await api.start(info.api_host, info.api_port)
+        await api.start(info.api_host, info.api_port, sock=listener)
     except BaseException:
         log.exception("daemon failed to start")
         with contextlib.suppress(Exception):
             await api.stop()
         with contextlib.suppress(Exception):
             await manager.stop(stop_pods=False)
+        listener.close()
         store.close()
         return 1
     info.pid_file.write_text(f"{os.getpid()}\n")

@@ -246,6 +246,8 @@ def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
             if not created or len(failed) >= 5 or _port_free(info.api_host, info.api_port):
                 raise
             failed.append(info.index)
+            for leftover in info.state_dir.glob("store.db*"):
+                leftover.unlink()  # a brand-new cluster: nothing in it was made for the new address plan
             info = _create_info(name, mesh, failed)
             info.save()
             kubeconfig.add_cluster(info.context, info.server, info.token)

@@ -151,7 +151,8 @@ def test_lifecycle_up_status_crash_restart_down(tmp_path: Path) -> None:
         client.close()
         with pytest.raises(ApiError) as unreachable:
             Client(recorded["server"], recorded["token"]).get("namespaces", "default")
-        assert unreachable.value.status == 503
+        # 503: nothing listens; 401: another test's cluster already took the freed address
+        assert unreachable.value.status in (503, 401)
     finally:
         if daemon_pid and alive(daemon_pid):
             meshpilot(home, "cluster", "down", "--name", name)
