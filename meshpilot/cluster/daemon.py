@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -45,7 +46,12 @@ def bootstrap(store: Store, info: ClusterInfo) -> None:
         with contextlib.suppress(AlreadyExists):
             store.create(("", "namespaces"), _namespace(name))
     try:
-        store.get(("", "services"), "default", "kubernetes")
+        existing = store.get(("", "services"), "default", "kubernetes")
+        cluster_ip = str((existing.get("spec") or {}).get("clusterIP") or "")
+        if cluster_ip and ipaddress.IPv4Address(cluster_ip) not in info.service_network:
+            # recorded under another address plan (the cluster's index changed): give it a new IP
+            store.delete(("", "services"), "default", "kubernetes")
+            raise NotFound("kubernetes service re-created")
     except NotFound:
         service = {
             "apiVersion": "v1",

@@ -182,3 +182,27 @@ def test_bad_cluster_name_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "invalid cluster name" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "home" / "clusters" / "Bad_Name!").exists()
+
+
+def test_bootstrap_creates_and_repairs_the_kubernetes_service(tmp_path: Path) -> None:
+    import ipaddress
+
+    from meshpilot.cluster.daemon import bootstrap
+    from meshpilot.cluster.state import ClusterInfo
+    from meshpilot.store import Store
+
+    store = Store(None)
+    try:
+        bootstrap(store, ClusterInfo("a", 3, tmp_path, "t"))
+        first = store.get(("", "services"), "default", "kubernetes")
+        assert ipaddress.IPv4Address(first["spec"]["clusterIP"]) in ipaddress.IPv4Network("127.3.128.0/17")
+        moved = ClusterInfo("a", 7, tmp_path, "t")
+        bootstrap(store, moved)
+        second = store.get(("", "services"), "default", "kubernetes")
+        assert ipaddress.IPv4Address(second["spec"]["clusterIP"]) in moved.service_network
+        endpoints = store.get(("", "endpoints"), "default", "kubernetes")
+        assert endpoints["subsets"][0]["addresses"] == [{"ip": "127.7.0.1"}]
+        names = [n["metadata"]["name"] for n in store.list(("", "namespaces"))[0]]
+        assert {"default", "kube-system", "kube-public"} <= set(names)
+    finally:
+        store.close()
