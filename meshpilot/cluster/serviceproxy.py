@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from meshpilot.store import Store
 log = logging.getLogger("meshpilot.cluster.serviceproxy")
 
 CONNECT_TIMEOUT = 1.0
+FAILED_FOR = 2.0  # seconds an endpoint that refused is tried only after the others
 CHUNK = 256 * 1024
 
 PortKey = tuple[str, str, str]  # (namespace, service, port name)
@@ -53,6 +55,7 @@ class ServiceProxy:
         self._watches: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._failed: dict[tuple[str, int], float] = {}
         self.active = 0
 
     def __repr__(self) -> str:
@@ -117,6 +120,8 @@ class ServiceProxy:
                         targets.append((str(address["ip"]), int(match["port"])))
                 backends[key] = targets
         self.backends = backends
+        moment = time.monotonic()
+        self._failed = {k: until for k, until in self._failed.items() if until > moment}
         for addr in list(self._listeners):
             listener = self._listeners[addr]
             if wanted.get(addr) != listener.key:
@@ -143,9 +148,16 @@ class ServiceProxy:
         if not backends:
             return None
         counter = self._counters.setdefault(key, itertools.count())
-        first = next(counter)
-        for attempt in range(len(backends)):
-            host, port = backends[(first + attempt) % len(backends)]
+        moment = time.monotonic()
+        # endpoints that failed recently are tried last, so one dead pod does not cost every
+        # connection a refused attempt while the Endpoints catch up
+        order = sorted(range(len(backends)), key=lambda i: self._failed.get(backends[i], 0.0) > moment)
+        tried: set[int] = set()
+        for _ in range(len(backends)):
+            start = next(counter) % len(backends)
+            index = next(i for i in order[start:] + order[:start] if i not in tried)
+            tried.add(index)
+            host, port = backends[index]
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 with contextlib.suppress(OSError):
@@ -155,9 +167,11 @@ class ServiceProxy:
                 await asyncio.wait_for(
                     asyncio.get_running_loop().sock_connect(sock, (host, port)), CONNECT_TIMEOUT
                 )
+                self._failed.pop((host, port), None)
                 return await asyncio.open_connection(sock=sock)
             except (OSError, TimeoutError) as exc:
                 sock.close()
+                self._failed[(host, port)] = time.monotonic() + FAILED_FOR
                 log.debug("service %s/%s: endpoint %s:%d failed: %s", key[0], key[1], host, port, exc)
         return None
 

@@ -125,7 +125,7 @@ async def test_graceful_termination_leaves_endpoints_then_prestop_then_sigterm(t
                 current = c.pod("graceful")
             except NotFound:
                 return True
-            ready = [x for x in current["status"]["conditions"] if x["type"] == "Ready"][0]["status"]
+            ready = next(x for x in current["status"]["conditions"] if x["type"] == "Ready")["status"]
             if current["metadata"].get("deletionTimestamp") and ready == "False":
                 seen_not_ready.append(True)
             return False
