@@ -29,14 +29,19 @@ def handle(proxy: Proxy, method: str, path: str, query: dict[str, list[str]]) ->
             return 503, "text/plain", b"DRAINING\n"
         return (200, "text/plain", b"LIVE\n") if proxy.ready else (503, "text/plain", b"PRE_INITIALIZING\n")
     if path == "/stats/prometheus":
-        body = "".join([*proxy.metrics.exposition(), *proxy.counters.prometheus()])
+        body = "".join([*proxy.metrics.exposition(), *proxy.counters.prometheus(proxy.cluster_counters())])
         return 200, "text/plain; version=0.0.4", body.encode()
     if path == "/stats":
         if query.get("format") == ["json"]:
             return _json(
-                {"stats": [{"name": k, "value": v} for k, v in sorted(proxy.counters.values.items())]}
+                {
+                    "stats": [
+                        {"name": k, "value": v}
+                        for k, v in sorted(proxy.counters.merged(proxy.cluster_counters()).items())
+                    ]
+                }
             )
-        lines = proxy.counters.text()
+        lines = proxy.counters.text(proxy.cluster_counters())
         for (reporter, code), n in sorted(proxy.metrics.totals().items()):
             lines += f"istio.requests_total.reporter.{reporter}.response_code.{code}: {n}\n"
         return 200, "text/plain", lines.encode()

@@ -32,6 +32,27 @@ INBOUND_PASSTHROUGH: Final = "InboundPassthroughClusterIpv4"
 _TYPES: Final = ("EDS", "STATIC", "STRICT_DNS", "ORIGINAL_DST")
 
 
+class ClusterStats:
+    """Envoy's per-cluster counters; owned by the proxy so they survive config pushes."""
+
+    __slots__ = ("flags", "upstream_cx_connect_fail", "upstream_cx_total", "upstream_rq_total")
+
+    def __init__(self) -> None:
+        self.upstream_rq_total = 0
+        self.upstream_cx_total = 0
+        self.upstream_cx_connect_fail = 0
+        self.flags: dict[str, int] = {}
+
+    def items(self) -> list[tuple[str, int]]:
+        out = [
+            ("upstream_rq_total", self.upstream_rq_total),
+            ("upstream_cx_total", self.upstream_cx_total),
+            ("upstream_cx_connect_fail", self.upstream_cx_connect_fail),
+        ]
+        out += [(f"upstream_rq_{flag}", n) for flag, n in sorted(self.flags.items())]
+        return out
+
+
 @dataclass(slots=True)
 class ClusterState:
     name: str
@@ -44,6 +65,7 @@ class ClusterState:
     service_name: str = ""
     service_namespace: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    stats: ClusterStats = field(default_factory=lambda: ClusterStats())
 
     @property
     def original_dst(self) -> bool:

@@ -408,6 +408,10 @@ def _strict_checks(x: Exchange) -> None:
             if host is not None:
                 raise _Reject(400, "http1.duplicate_host")
             host = value
+        elif name == b"x-request-id":
+            x.request_id = value
+        elif name == PEER_META:
+            x.peer_header = value
     if te is not None:
         if cl is not None:
             raise _Reject(400, "http1.content_length_and_chunked_not_allowed")
@@ -629,13 +633,10 @@ class Exchange:
         self._forward_to(lc.cluster or "", None)
 
     def _prepare_headers(self, lc: ListenerConfig) -> None:
-        """x-request-id, peer metadata exchange; done before routing so header edits see them."""
+        """x-request-id, peer metadata exchange; done before routing so header edits see them.
+
+        ``_strict_checks`` already found both headers in its single pass over the request."""
         hdrs = self.req_headers
-        for k, v in hdrs:
-            if k == b"x-request-id":
-                self.request_id = v
-            elif k == PEER_META:
-                self.peer_header = v
         if self.request_id is None:
             self.request_id = _request_id()
             hdrs.append((b"x-request-id", self.request_id))
@@ -669,7 +670,7 @@ class Exchange:
         self.host = host
         host.active += 1
         self.upstream_host = host.key
-        self.proxy.counters.inc(f"cluster.{cluster_name}.upstream_rq_total")
+        cluster.stats.upstream_rq_total += 1
         if (
             self.conn.listener is not None
             and self.conn.listener.direction != "INBOUND"
@@ -679,7 +680,7 @@ class Exchange:
             self.req_headers.append((PEER_META, self.proxy.peer_metadata_bytes))
         if self._expects_continue():
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        pool = self.proxy.pool_for(host, cluster)
+        pool = host.pool if host.pool is not None else self.proxy.pool_for(host, cluster)
         conn = pool.acquire(self)
         if conn is not None:
             self.attach(conn)
@@ -747,7 +748,7 @@ class Exchange:
                     continue
                 has_host = True
                 v = self.authority.encode("latin-1")
-            head.append(k + b": " + v + b"\r\n")
+            head += (k, b": ", v, b"\r\n")
         if not has_host:
             head.append(b"host: " + self.authority.encode("latin-1") + b"\r\n")
         if upgrade is not None and self.upgrade_requested:
@@ -825,7 +826,7 @@ class Exchange:
                 continue
             if k in _PEER:
                 continue
-            out.append(k + b": " + v + b"\r\n")
+            out += (k, b": ", v, b"\r\n")
         for k, v in self.extra_resp_headers:
             out.append(k + b": " + v + b"\r\n")
         ust = b"%d" % int((now - self.upstream_start) * 1000)
@@ -1232,13 +1233,15 @@ class Pool:
                 )
         except (OSError, TimeoutError) as e:
             self.connecting -= 1
-            self.proxy.counters.inc(f"cluster.{x.cluster_name}.upstream_cx_connect_fail")
+            if x.cluster is not None:
+                x.cluster.stats.upstream_cx_connect_fail += 1
             reason = "connection_timeout" if isinstance(e, TimeoutError) else _os_reason(e)
             x.upstream_failed("UF", "upstream_reset_before_response_started{connection_failure}", reason)
             return
         self.connecting -= 1
         self.total_connections += 1
-        self.proxy.counters.inc(f"cluster.{x.cluster_name}.upstream_cx_total")
+        if x.cluster is not None:
+            x.cluster.stats.upstream_cx_total += 1
         if x.done:
             self.release(up, True)
             return

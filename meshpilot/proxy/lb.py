@@ -25,6 +25,7 @@ class Host:
     metadata: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     active: int = 0
+    pool: Any = field(default=None, repr=False)  # the proxy's connection pool for this address, cached
 
     @property
     def key(self) -> str:

@@ -22,7 +22,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from meshpilot.proxy import lb
-from meshpilot.proxy.config import BLACKHOLE, PASSTHROUGH, ClusterState, ListenerConfig, Snapshot
+from meshpilot.proxy.config import (
+    BLACKHOLE,
+    PASSTHROUGH,
+    ClusterState,
+    ClusterStats,
+    ListenerConfig,
+    Snapshot,
+)
 from meshpilot.proxy.http import (
     DownstreamProtocol,
     Exchange,
@@ -83,6 +90,7 @@ class Proxy:
         self.downstream: set[DownstreamProtocol] = set()
         self.metrics = IstioMetrics()
         self.counters = Counters()
+        self.cluster_stats: dict[str, ClusterStats] = {}
         self.draining = False
         self.ready = False
         self.stopped = asyncio.Event()
@@ -126,6 +134,8 @@ class Proxy:
     async def apply(self, resources: dict[str, list[Any]], versions: dict[str, str]) -> None:
         """Compile, bind new listeners, swap. Raises ConfigError with nothing changed."""
         snap = Snapshot.build(resources, versions)
+        for c in snap.clusters.values():
+            c.stats = self.cluster_stats.setdefault(c.name, c.stats)
         old = self.snapshot
         wanted = {lc.bind_key: lc for lc in snap.listeners.values()}
         new_servers: dict[tuple[str, int], asyncio.Server] = {}
@@ -228,10 +238,14 @@ class Proxy:
         key = (host.address, host.port)
         pool = self.pools.get(key)
         if pool is None:
-            # Upstream connections leave from the pod's own IP, as they would from a real pod.
-            bind = self.identity.ip if self.identity.ip and not cluster.original_dst else None
+            # Upstream connections leave from the pod's own IP, as they would from a real pod. A
+            # loopback pod IP cannot reach beyond loopback, so external passthrough goes unbound.
+            ip = self.identity.ip
+            loopback_pod = ip.startswith("127.")
+            bind = ip if ip and (not loopback_pod or host.address.startswith("127.")) else None
             pool = self.pools[key] = Pool(self, host.address, host.port, bind)
             pool.idle_timeout = float(cluster.raw.get("idle_timeout", self.settings.upstream_idle_timeout))
+        host.pool = pool
         return pool
 
     def release(self, up: UpstreamProtocol, reusable: bool) -> None:
@@ -255,8 +269,9 @@ class Proxy:
             x.bytes_received,
             x.bytes_sent,
         )
-        if x.flags:
-            self.counters.inc(f"cluster.{x.cluster_name or 'none'}.upstream_rq_{x.flags}")
+        if x.flags and x.cluster is not None:
+            flags = x.cluster.stats.flags
+            flags[x.flags] = flags.get(x.flags, 0) + 1
         for lg in lc.loggers:
             lg.log(x)
 
@@ -423,6 +438,9 @@ class Proxy:
             ],
             "xds": {SHORT_NAMES.get(k, k): v for k, v in self.xds_status.items()},
         }
+
+    def cluster_counters(self) -> dict[str, int]:
+        return {f"cluster.{name}.{k}": v for name, st in self.cluster_stats.items() for k, v in st.items()}
 
     def clusters_text(self) -> str:
         out = []

@@ -201,13 +201,16 @@ class Counters:
     def inc(self, name: str, n: int = 1) -> None:
         self.values[name] += n
 
-    def text(self) -> str:
-        return "".join(f"{k}: {v}\n" for k, v in sorted(self.values.items()))
+    def merged(self, extra: Mapping[str, int]) -> dict[str, int]:
+        return {**self.values, **extra}
 
-    def prometheus(self) -> Iterable[str]:
+    def text(self, extra: Mapping[str, int]) -> str:
+        return "".join(f"{k}: {v}\n" for k, v in sorted(self.merged(extra).items()))
+
+    def prometheus(self, extra: Mapping[str, int]) -> Iterable[str]:
         """``cluster.<name>.<stat>`` -> ``envoy_cluster_<stat>{cluster_name="<name>"}``, as Envoy does."""
         by_metric: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-        for k, v in sorted(self.values.items()):
+        for k, v in sorted(self.merged(extra).items()):
             for scope, label in (("cluster.", "cluster_name"), ("listener.", "envoy_listener_address")):
                 if k.startswith(scope):
                     inner, _, stat = k[len(scope) :].rpartition(".")
