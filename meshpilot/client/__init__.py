@@ -20,7 +20,7 @@ import httpx
 
 from meshpilot.api import registry
 from meshpilot.api.errors import NotServed
-from meshpilot.client.kubeconfig import Credentials, KubeconfigError, credentials
+from meshpilot.client.kubeconfig import Credentials, KubeconfigError, auto_credentials, credentials
 
 __all__ = [
     "ALL_NAMESPACES",
@@ -227,6 +227,12 @@ class Client(_Base):
     @classmethod
     def from_kubeconfig(cls, context: str | None = None, *, timeout: float = 30.0) -> Client:
         creds: Credentials = credentials(context)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+
+    @classmethod
+    def auto(cls, context: str | None = None, *, timeout: float = 30.0) -> Client:
+        """In a pod: the cluster the pod runs in; elsewhere (or with ``context``): the kubeconfig's."""
+        creds = auto_credentials(context)
         return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
 
     def close(self) -> None:
@@ -478,6 +484,12 @@ class AsyncClient(_Base):
     @classmethod
     def from_kubeconfig(cls, context: str | None = None, *, timeout: float = 30.0) -> AsyncClient:
         creds = credentials(context)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+
+    @classmethod
+    def auto(cls, context: str | None = None, *, timeout: float = 30.0) -> AsyncClient:
+        """In a pod: the cluster the pod runs in; elsewhere (or with ``context``): the kubeconfig's."""
+        creds = auto_credentials(context)
         return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
 
     async def aclose(self) -> None:

@@ -149,3 +149,31 @@ def credentials(context: str | None = None, path: Path | None = None) -> Credent
         token=str(token) if token else None,
         namespace=str(spec.get("namespace") or "default"),
     )
+
+
+def in_cluster_credentials() -> Credentials | None:
+    """Inside a pod of a local cluster: the API address and token the runtime put in the environment."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    token_file = os.environ.get("MESHPILOT_TOKEN_FILE")
+    if not host or not port or not token_file:
+        return None
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError:
+        return None
+    return Credentials(
+        context="in-cluster",
+        server=f"http://{host}:{port}",
+        token=token or None,
+        namespace=os.environ.get("POD_NAMESPACE") or "default",
+    )
+
+
+def auto_credentials(context: str | None = None) -> Credentials:
+    """``context`` from the kubeconfig when given; else in-cluster when in a pod; else the current context."""
+    if context is None:
+        found = in_cluster_credentials()
+        if found is not None:
+            return found
+    return credentials(context)
