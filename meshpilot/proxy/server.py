@@ -510,5 +510,12 @@ def identity_from_env(env: dict[str, str] | None = None) -> Identity:
             meta["LABELS"] = json.loads(meta["LABELS"])
         except ValueError:
             raise ConfigError("ISTIO_META_LABELS: not a JSON object") from None
+    labels = meta.setdefault("LABELS", {})
+    if isinstance(labels, dict):
+        # The injector passes the canonical names separately (as Istio's injector does).
+        if env.get("CANONICAL_SERVICE"):
+            labels.setdefault("service.istio.io/canonical-name", env["CANONICAL_SERVICE"])
+        if env.get("CANONICAL_REVISION"):
+            labels.setdefault("service.istio.io/canonical-revision", env["CANONICAL_REVISION"])
     node_id = f"sidecar~{ip}~{name}.{ns}~{ns}.svc.cluster.local"
     return Identity(node_id, ip, meta, str(meta.get("CLUSTER_ID", "Kubernetes")))
