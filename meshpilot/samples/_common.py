@@ -114,6 +114,11 @@ async def serve(
     serving for ``drain_seconds`` so requests already routed to it still land, then stops accepting
     and lets in-flight requests finish before exiting 0.
     """
+    # Handlers first: a SIGTERM that arrives while starting up must drain, not kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     sock = bound_socket(host, port)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
     await runner.setup()
@@ -124,10 +129,6 @@ async def serve(
     if on_ready is not None:
         await on_ready()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print(f"{name} received shutdown signal, draining", flush=True)
     on_draining()
