@@ -245,6 +245,23 @@ class ApiServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def _pod_metrics(self, rest: list[str], request: web.Request, path: str) -> web.Response:
+        """metrics.k8s.io/v1beta1 PodMetricsList, measured by the process runtime (``top pods``)."""
+        from meshpilot.cluster.runtime import pod_metrics
+
+        if rest == ["pods"]:
+            namespace = None
+        elif len(rest) == 3 and rest[0] == "namespaces":
+            namespace = rest[1]
+        else:
+            raise not_found_path(path)
+        items = pod_metrics(
+            self.store, self.info, namespace=namespace, label_selector=request.query.get("labelSelector")
+        )
+        return json_response(
+            {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}
+        )
+
     # ------------------------------------------------------------ plumbing
 
     @web.middleware
@@ -283,6 +300,8 @@ class ApiServer:
             return json_response(KUBERNETES_VERSION)
         parts = [p for p in path.split("/") if p]
         method = request.method
+        if parts[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and method == "GET" and parts[-1:] == ["pods"]:
+            return self._pod_metrics(parts[3:], request, path)
         if parts == ["api"]:
             return json_response(self._api_versions(request))
         if parts == ["apis"]:

@@ -1087,13 +1087,15 @@ class ProcessRuntime:
 _CPU_SAMPLES: dict[str, tuple[float, float]] = {}  # containerID -> (monotonic, cpu seconds)
 
 
-def pod_metrics(store: Store, info: ClusterInfo) -> list[Obj]:
+def pod_metrics(
+    store: Store, info: ClusterInfo, *, namespace: str | None = None, label_selector: str | None = None
+) -> list[Obj]:
     """metrics.k8s.io/v1beta1 PodMetrics for every running pod, measured with psutil.
 
     CPU is the rate since the previous call for the same container (or since the process started,
     on the first call), in nanocores; memory is the RSS of the container's process tree.
     """
-    items, _ = store.list(PODS)
+    items, _ = store.list(PODS, namespace=namespace, label_selector=label_selector)
     out: list[Obj] = []
     now_mono = time.monotonic()
     stamp = rfc3339()
@@ -1144,6 +1146,8 @@ def pod_metrics(store: Store, info: ClusterInfo) -> list[Obj]:
                 "containers": containers,
             }
         )
+    if namespace is not None or label_selector:
+        return out
     live = {
         str(s.get("containerID")) for p in items for s in p.get("status", {}).get("containerStatuses") or []
     }
