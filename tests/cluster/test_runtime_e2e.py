@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-
 from _localcluster import APP, http_get_retry
 
 pytestmark = pytest.mark.slow
