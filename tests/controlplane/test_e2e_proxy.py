@@ -197,11 +197,25 @@ async def wait_for(predicate: Any, what: str, log: Path, timeout: float = 15.0) 
         await asyncio.sleep(0.05)
 
 
+class Client:
+    """httpx through the sidecar; a transport failure reports the proxy's log with it."""
+
+    def __init__(self, http: httpx.AsyncClient, log: Path) -> None:
+        self.http, self.log = http, log
+
+    async def get(self, url: str, **kw: Any) -> httpx.Response:
+        try:
+            return await self.http.get(url, **kw)
+        except httpx.TransportError as exc:
+            raise AssertionError(f"GET {url}: {exc!r}; proxy log:\n{self.log.read_text()[-3000:]}") from exc
+
+
 async def test_proxy_gets_config_routes_and_follows_a_push(mesh: dict[str, Any]) -> None:
     plane: ControlPlane = mesh["plane"]
     await wait_for(lambda: synced(plane, mesh["id"]), "proxy SYNCED", mesh["log"])
     proxy_url = f"http://{mesh['ip']}:15001"
-    async with httpx.AsyncClient(proxy=proxy_url, timeout=5.0) as http:
+    async with httpx.AsyncClient(proxy=proxy_url, timeout=5.0) as raw:
+        http = Client(raw, mesh["log"])
         for host in (
             "productcatalog.production",
             "productcatalog.production.svc.cluster.local",
