@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-# Istio's default boundaries for istio_request_duration_milliseconds.
+# Istio's (Envoy's default) boundaries for istio_request_duration_milliseconds, 0.5 ms first.
 DURATION_BUCKETS: Final = (
-    1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+    300000, 600000, 1800000, 3600000,
 )  # fmt: skip
 # Istio's default boundaries for istio_request_bytes / istio_response_bytes (powers of ten).
 BYTES_BUCKETS: Final = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000)

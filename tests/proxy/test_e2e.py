@@ -467,7 +467,7 @@ def test_metrics_count_exactly_the_requests_sent_through_two_proxies(src, dst, c
         for s in _samples(dst_text, "istio_request_duration_milliseconds_bucket")
         if s.labels["response_code"] == "503"
     ]
-    assert [b.labels["le"] for b in buckets][:3] == ["1", "5", "10"] and buckets[-1].value == 3
+    assert [b.labels["le"] for b in buckets][:3] == ["0.5", "1", "5"] and buckets[-1].value == 3
     assert _samples(dst_text, "istio_response_bytes_count")
 
 
