@@ -614,3 +614,38 @@ def test_istio_kinds(cluster: Any, tmp_path: Path) -> None:
         assert cluster.client.list(("networking.istio.io", "virtualservices"), ISTIO_NS) == []
     finally:
         cluster.cli("delete", "-f", str(path), "--ignore-not-found")
+
+
+def test_get_watch_prints_changes(cluster: Any) -> None:
+    ns = "cli-watch"
+    run_ok(cluster, "create", "namespace", ns)
+    env = dict(os.environ, **cluster.env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshpilot", "get", "configmaps", "-n", ns, "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        # The watch is established once the (empty) listing has been reported on stderr.
+        assert proc.stderr is not None and proc.stdout is not None
+        assert "No resources found" in proc.stderr.readline()
+        run_ok(cluster, "create", "namespace", "cli-watch-unrelated")
+        doc = (
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\n  namespace: {ns}\ndata:\n  a: b\n"
+        )
+        run_ok(cluster, "apply", "-f", "-", input=doc)
+        line = proc.stdout.readline()
+        assert line.split()[:2] == ["watched", "1"], line
+        run_ok(cluster, "delete", "configmap", "watched", "-n", ns)
+        line = proc.stdout.readline()
+        assert line.split()[0] == "watched" and line.rstrip().endswith("DELETED"), line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        cluster.cli("delete", "namespace", ns, "cli-watch-unrelated", "--ignore-not-found")
