@@ -168,17 +168,21 @@ def load(
 
     out: TextIO = sys.stderr if json_file == "-" else sys.stdout
     out.write(report.banner(opts, opts.workers) + "\n")
-    out.write(report.starting_line(opts) + "\n")
     out.flush()
+
+    def started() -> None:
+        # as Fortio: "Starting at ..." once the connections are warm and sending begins
+        out.write(report.starting_line(opts) + "\n")
+        out.flush()
 
     planned = opts.planned_duration
     show = progress if progress is not None else (sys.stdout.isatty() and json_file != "-")
     show = show and (planned == 0 or planned >= 2)
     try:
         if show:
-            result = _run_with_progress(opts, planned)
+            result = _run_with_progress(opts, planned, started)
         else:
-            result = loadgen.run_load(opts)
+            result = loadgen.run_load(opts, on_started=started)
     except loadgen.LoadError as exc:
         raise click.ClickException(f"Aborting because {exc}") from None
 
@@ -207,7 +211,7 @@ def load(
         sys.exit(EXIT_THRESHOLDS_FAILED)
 
 
-def _run_with_progress(opts: Any, planned: float) -> Any:
+def _run_with_progress(opts: Any, planned: float, started: Any) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -236,7 +240,7 @@ def _run_with_progress(opts: Any, planned: float) -> Any:
                 late=p.late,
             )
 
-        return loadgen.run_load(opts, on_progress=update)
+        return loadgen.run_load(opts, on_progress=update, on_started=started)
 
 
 @bench.command()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bench_helpers import (
+    ROOT,
     EchoProcess,
     bench_cli,
     echo,  # noqa: F401  (fixture)
@@ -80,19 +82,30 @@ def test_target_rate_is_held_across_workers(echo: EchoProcess) -> None:  # noqa:
 def test_a_server_stall_shows_in_corrected_p99_and_hides_in_uncorrected() -> None:
     server = start_echo_server()  # its own server: the stall blocks it
     try:
-
-        def stall() -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshpilot", "bench", "load", "-json", "-", "-qps", "200", "-t", "3s",
+             "-c", "4", "--workers", "1", server.url],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # "Starting ..." is printed just before the workers start
+                if proc.stderr.readline().startswith("Starting at 200 qps"):
+                    break
             time.sleep(1.0)
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
                 s.sendall(b"GET /?stall=1s HTTP/1.1\r\nHost: x\r\n\r\n")
                 s.recv(4096)
-
-        t = threading.Thread(target=stall)
-        t.start()
-        doc, _ = load_json("-qps", "200", "-t", "3s", "-c", "4", "--workers", "1", server.url)
-        t.join(10)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
     finally:
         stop_echo_server(server)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
     corrected = percentile(doc, 99)
     uncorrected = percentile(doc, 99, "UncorrectedDurationHistogram")
     # ~200 of 600 sends were due during the stall: a third of the corrected latencies are large
@@ -250,3 +263,32 @@ def test_bad_input_is_rejected_before_running(args: list[str], message: str) -> 
     assert r.returncode == 1
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_interrupt_stops_the_run_and_still_reports(echo: EchoProcess) -> None:  # noqa: F811
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshpilot", "bench", "load", "-qps", "100", "-t", "0", "-c", "2", "--workers", "2",
+         "-json", "-", echo.url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the banner lines come first (on stderr with -json -)
+            if proc.stderr.readline().startswith("Starting at 100 qps"):
+                break
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["Interrupted"] is True
+    assert doc["RequestedDuration"] == "until stop"
+    assert doc["DurationHistogram"]["Count"] > 20
+    assert "All done" in err
