@@ -379,3 +379,29 @@ def test_pod_metrics_is_empty_without_pods(tmp_path: Path) -> None:
         assert pod_metrics(store, info) == []
     finally:
         store.close()
+
+
+async def test_init_containers_run_to_completion_first(tmp_path: Path) -> None:
+    marker = tmp_path / "init-done"
+    async with local_cluster(tmp_path) as c:
+        init = {
+            "name": "prepare",
+            "image": "x",
+            "command": [
+                "python",
+                "-c",
+                f"import time; time.sleep(0.3); open({str(marker)!r}, 'w').write('ok')",
+            ],
+        }
+        check = ["--ready-file", str(marker)]
+        c.apply(pod_manifest("inited", [app_container(args=check)], initContainers=[init]))
+        await wait_for(lambda: c.pod("inited")["status"]["phase"] == "Running", what="Running")
+        assert marker.exists(), "the app started only after its init container finished"
+        status = c.pod("inited")["status"]
+        assert status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+        initialized = next(x for x in status["conditions"] if x["type"] == "Initialized")
+        assert initialized["status"] == "True"
+        failing = {"name": "broken", "image": "x", "command": ["python", "-c", "raise SystemExit(4)"]}
+        c.apply(pod_manifest("initfail", [app_container()], initContainers=[failing], restartPolicy="Never"))
+        await wait_for(lambda: c.pod("initfail")["status"]["phase"] == "Failed", what="Failed")
+        assert not c.pod("initfail")["status"]["containerStatuses"][0]["state"].get("running")
