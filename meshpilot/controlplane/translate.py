@@ -527,15 +527,18 @@ def generate(registry: Registry, proxy: ProxyIdentity) -> ProxyConfig:
     routes = b.route_tables()
     address = proxy.ip or "0.0.0.0"
     logs = b.access_log()
+    outbound: Listener = {
+        "name": "virtualOutbound",
+        "address": address,
+        "port": OUTBOUND_PORT,
+        "traffic_direction": "OUTBOUND",
+    }
+    if b.scope.outbound_mode == "ALLOW_ANY":
+        # the fallback for a port without a route table or a host without a virtual host; under
+        # REGISTRY_ONLY there is none, so the proxy answers 404 NR for anything outside the registry
+        outbound["cluster"] = PASSTHROUGH
     listeners: list[Listener] = [
-        {
-            "name": "virtualOutbound",
-            "address": address,
-            "port": OUTBOUND_PORT,
-            "traffic_direction": "OUTBOUND",
-            # the fallback for a port without a route table (no service on that port)
-            "cluster": PASSTHROUGH if b.scope.outbound_mode == "ALLOW_ANY" else BLACKHOLE,
-        },
+        outbound,
         {
             "name": "virtualInbound",
             "address": address,

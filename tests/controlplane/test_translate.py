@@ -205,7 +205,7 @@ def test_unknown_hosts_pass_through_or_not_per_outbound_traffic_policy() -> None
     assert resolve(strict, "example.com", 8080) is None  # the proxy answers 404 NR
     assert target(resolve(strict, "productcatalog", 8080)) == f"outbound|8080||{PC}"
     listener = next(x for x in strict.listeners if x["name"] == "virtualOutbound")
-    assert listener["cluster"] == "BlackHoleCluster"
+    assert "cluster" not in listener  # no fallback: unknown hosts and ports get 404 NR
 
 
 def test_sidecar_outbound_traffic_policy_overrides_the_mesh() -> None:
