@@ -652,7 +652,8 @@ class Exchange:
             return
         self.cluster = cluster
         if cluster_name == BLACKHOLE:
-            self.local_reply(502, "UH", "cluster_blackhole")
+            # REGISTRY_ONLY: Istio answers 502 for hosts outside the registry; NR says why.
+            self.local_reply(502, "NR", "cluster_blackhole")
             return
         if cluster.original_dst:
             addr, port = _split_host_port(self.authority)

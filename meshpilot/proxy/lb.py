@@ -26,10 +26,10 @@ class Host:
     priority: int = 0
     active: int = 0
     pool: Any = field(default=None, repr=False)  # the proxy's connection pool for this address, cached
+    key: str = field(default="", init=False)  # "address:port", computed once
 
-    @property
-    def key(self) -> str:
-        return f"{self.address}:{self.port}"
+    def __post_init__(self) -> None:
+        self.key = f"{self.address}:{self.port}"
 
     def __repr__(self) -> str:
         return f"<Host {self.key} weight={self.weight} active={self.active}>"
