@@ -533,10 +533,10 @@ def generate(registry: Registry, proxy: ProxyIdentity) -> ProxyConfig:
         "port": OUTBOUND_PORT,
         "traffic_direction": "OUTBOUND",
     }
-    if b.scope.outbound_mode == "ALLOW_ANY":
-        # the fallback for a port without a route table or a host without a virtual host; under
-        # REGISTRY_ONLY there is none, so the proxy answers 404 NR for anything outside the registry
-        outbound["cluster"] = PASSTHROUGH
+    # The fallback for a port without a route table or a host without a virtual host: pass
+    # through (ALLOW_ANY), or BlackHoleCluster (REGISTRY_ONLY: the proxy answers 502, as Istio's
+    # sidecar does); a known host whose routes do not match stays 404 NR.
+    outbound["cluster"] = PASSTHROUGH if b.scope.outbound_mode == "ALLOW_ANY" else BLACKHOLE
     listeners: list[Listener] = [
         outbound,
         {

@@ -85,6 +85,7 @@ class RegistryWatcher:
         self._listed: set[str] = set()
         self.synced = asyncio.Event()
         self.mesh = MeshConfig()
+        self._mesh_text: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.errors = 0
 
@@ -99,6 +100,9 @@ class RegistryWatcher:
         if cm is None and self.revision not in ("", "default"):
             cm = self.cache.get("ConfigMap", {}).get((ROOT_NAMESPACE, "istio"))
         text = ((cm or {}).get("data") or {}).get("mesh")
+        if text == self._mesh_text:
+            return self.mesh  # parsed once per change, not once per pod event
+        self._mesh_text = text
         try:
             self.mesh = parse_mesh(text)
         except ConfigError as exc:

@@ -202,10 +202,10 @@ def test_unknown_hosts_pass_through_or_not_per_outbound_traffic_policy() -> None
     listener = next(x for x in allow.listeners if x["name"] == "virtualOutbound")
     assert listener["cluster"] == "PassthroughCluster" and listener["port"] == 15001
     strict = gen(snapshot(mesh=parse_mesh("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n")))
-    assert resolve(strict, "example.com", 8080) is None  # the proxy answers 404 NR
+    assert resolve(strict, "example.com", 8080) is None  # no virtual host: the listener's fallback
     assert target(resolve(strict, "productcatalog", 8080)) == f"outbound|8080||{PC}"
     listener = next(x for x in strict.listeners if x["name"] == "virtualOutbound")
-    assert "cluster" not in listener  # no fallback: unknown hosts and ports get 404 NR
+    assert listener["cluster"] == "BlackHoleCluster"  # the proxy answers 502 for unknown hosts
 
 
 def test_sidecar_outbound_traffic_policy_overrides_the_mesh() -> None:
