@@ -9,6 +9,7 @@ raises ``ConfigError`` with the running configuration untouched, which the xDS c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import itertools
 import json
@@ -118,6 +119,7 @@ class Proxy:
         self.date_header = b""
         self._tick()
         self._dns_task: asyncio.Task[None] | None = None
+        self._dns_wakeup = asyncio.Event()
         self.on_quit: Callable[[], None] | None = None
 
     def next_conn_id(self) -> int:
@@ -134,9 +136,13 @@ class Proxy:
     async def apply(self, resources: dict[str, list[Any]], versions: dict[str, str]) -> None:
         """Compile, bind new listeners, swap. Raises ConfigError with nothing changed."""
         snap = Snapshot.build(resources, versions)
+        old = self.snapshot
         for c in snap.clusters.values():
             c.stats = self.cluster_stats.setdefault(c.name, c.stats)
-        old = self.snapshot
+            prev = old.clusters.get(c.name)
+            if c.type == "STRICT_DNS" and prev is not None and prev.type == "STRICT_DNS":
+                if prev.raw.get("load_assignment") == c.raw.get("load_assignment"):
+                    c.set_hosts(prev.hosts)  # keep serving the last answers; no gap until the next lookup
         wanted = {lc.bind_key: lc for lc in snap.listeners.values()}
         new_servers: dict[tuple[str, int], asyncio.Server] = {}
         for key, lc in wanted.items():
@@ -203,15 +209,23 @@ class Proxy:
     # -- STRICT_DNS clusters
 
     def _start_dns(self) -> None:
-        if self._dns_task is None and any(c.type == "STRICT_DNS" for c in self.snapshot.clusters.values()):
+        dns = [c for c in self.snapshot.clusters.values() if c.type == "STRICT_DNS"]
+        if not dns:
+            return
+        if any(not c.hosts for c in dns):
+            self._dns_wakeup.set()  # new names: resolve now rather than at the next refresh
+        if self._dns_task is None:
             self._dns_task = spawn(self._dns_loop(), name="strict-dns")
 
     async def _dns_loop(self) -> None:
+        """Resolve STRICT_DNS clusters every ``dns_refresh`` seconds, and at once after a push."""
         while not self.stopped.is_set():
+            self._dns_wakeup.clear()
             for c in list(self.snapshot.clusters.values()):
                 if c.type == "STRICT_DNS":
                     await self._resolve(c)
-            await asyncio.sleep(self.settings.dns_refresh)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dns_wakeup.wait(), self.settings.dns_refresh)
 
     async def _resolve(self, c: ClusterState) -> None:
         hosts: list[lb.Host] = []

@@ -679,3 +679,72 @@ def _drain_chunked(s: socket.socket) -> int:
 
 
 _ = (json, Upstream)
+
+
+def test_strict_dns_and_eds_least_request_clusters(ups):
+    """The shapes the control plane pushes: EDS + LEAST_REQUEST (Istio's default) and DNS ServiceEntries."""
+    a, b = ups["a"], ups["b"]
+    port = free_port()
+    eds = "outbound|80||svc.default.svc.cluster.local"
+    boot = {
+        "node": node("dns-client"),
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "virtualOutbound",
+                    "address": "127.0.0.1",
+                    "port": port,
+                    "traffic_direction": "OUTBOUND",
+                }
+            ],
+            "routes": [
+                {
+                    "name": "80",
+                    "virtual_hosts": [
+                        vhost("svc", ["svc"], [route(eds)]),
+                        vhost("external", ["api.external.test"], [route("outbound|80||api.external.test")]),
+                    ],
+                }
+            ],
+            "clusters": [
+                {"name": eds, "type": "EDS", "lb_policy": "LEAST_REQUEST"},
+                {
+                    "name": "outbound|80||api.external.test",
+                    "type": "STRICT_DNS",
+                    "lb_policy": "ROUND_ROBIN",
+                    "load_assignment": {
+                        "cluster_name": "outbound|80||api.external.test",
+                        "endpoints": [{"lb_endpoints": [{"address": "localhost", "port": b.port}]}],
+                    },
+                },
+            ],
+            "endpoints": [
+                {
+                    "cluster_name": eds,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                {"address": a.host, "port": a.port},
+                                {"address": b.host, "port": b.port},
+                            ]
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    p = ProxyProcess(boot).wait_ready()
+    try:
+        with httpx.Client(proxy=f"http://127.0.0.1:{port}", timeout=10) as c:
+            assert {who(c.get("http://svc/")) for _ in range(30)} == {"a", "b"}
+            deadline = time.monotonic() + 10
+            r = c.get("http://api.external.test/")
+            while (
+                r.status_code != 200 and time.monotonic() < deadline
+            ):  # the first resolution is asynchronous
+                time.sleep(0.05)
+                r = c.get("http://api.external.test/")
+            assert r.status_code == 200 and who(r) == "b"
+            assert c.get("http://unknown.test/").status_code == 404  # no fallback cluster: NR
+    finally:
+        p.stop()
