@@ -1138,9 +1138,6 @@ class UpstreamProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._headers = []
 
-    def on_status(self, status: bytes) -> None:
-        pass
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
 
