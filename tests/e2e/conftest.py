@@ -26,7 +26,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     client = Client(info.server, info.token)
     local = Mesh(name="e2e", home=home, info=info, client=client)
     try:
-        install_into(client)
+        install_into(client, cluster_id=info.name)
         client.apply(sample_objects())
         wait_for("the mesh and the sample apps to be ready and SYNCED", lambda: ready(local), timeout=90)
         yield local
