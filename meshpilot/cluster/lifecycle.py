@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ DEFAULT_NAME = "default"
 API_PORT = 6443
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 45.0
+CLAIM_GRACE = 120.0
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
@@ -70,15 +72,74 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def pick_index(taken: Iterable[int]) -> int:
-    """The first N in 1..254 not recorded here whose 127.N.0.1:6443 is free."""
+def _claims_dir() -> Path:
+    """Machine-wide (per user) record of which index belongs to which cluster of which home.
+
+    Each MESHPILOT_HOME records its own clusters, but addresses are shared by the whole machine:
+    without this, a cluster whose daemon is down for a moment (crashed, being restarted) would
+    look free to a cluster being created in another home, which would then take its addresses.
+    """
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    path = base / f"meshpilot-{os.getuid()}" / "indexes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _claim_owner(index: int) -> tuple[str, str] | None:
+    """(home, name) of the live claim on ``index``; None if unclaimed or the claim is stale."""
+    claim = _claims_dir() / f"{index}.json"
+    try:
+        data = json.loads(claim.read_text())
+        home, name = str(data["home"]), str(data["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        recorded = json.loads((Path(home) / "clusters" / name / state.CLUSTER_FILE).read_text())
+    except FileNotFoundError:
+        # claimed a moment ago by a cluster that is still being created
+        fresh = time.time() - claim.stat().st_mtime < CLAIM_GRACE
+        return (home, name) if fresh else None
+    except (OSError, ValueError):
+        return None
+    if int(recorded.get("index", -1)) != index:
+        return None  # the owner moved or was re-created elsewhere
+    return home, name
+
+
+def _claim(index: int, name: str) -> None:
+    path = _claims_dir() / f"{index}.json"
+    tmp = path.with_name(f"{index}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"home": str(paths.home()), "name": name}))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _claims_locked() -> Iterator[None]:
+    with open(_claims_dir() / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def pick_index(taken: Iterable[int], name: str | None = None) -> int:
+    """The first N in 1..254 not recorded here nor claimed by a cluster of another home, whose
+    127.N.0.1:6443 is free; with ``name``, the index is claimed for that cluster."""
     used = set(taken)
-    for index in range(1, 255):
-        if index in used:
-            continue
-        if _port_free(f"127.{index}.0.1", API_PORT):
-            return index
-    raise ClusterError("no free cluster index: every 127.N.0.1:6443 (N = 1..254) is in use")
+    me = str(paths.home())
+    with _claims_locked():
+        for index in range(1, 255):
+            if index in used:
+                continue
+            owner = _claim_owner(index)
+            if owner is not None and owner != (me, name):
+                continue
+            if _port_free(f"127.{index}.0.1", API_PORT):
+                if name is not None:
+                    _claim(index, name)
+                return index
+    raise ClusterError("no free cluster index: every 127.N.0.1:6443 (N = 1..254) is in use or claimed")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,7 +200,7 @@ def list_clusters() -> list[ClusterStatus]:
 
 def _create_info(name: str, mesh: bool, avoid: Iterable[int] = ()) -> ClusterInfo:
     others = [c.index for c in state.recorded() if c.name != name] + list(avoid)
-    index = pick_index(others)
+    index = pick_index(others, name)
     return ClusterInfo(
         name=name,
         index=index,
@@ -230,6 +291,11 @@ def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
     if pid is not None:
         kubeconfig.add_cluster(info.context, info.server, info.token)
         return info, f"cluster {name} is already running at {info.server} (daemon pid {pid})"
+    if not created:
+        with _claims_locked():
+            owner = _claim_owner(info.index)
+            if owner is None:
+                _claim(info.index, name)
     if not created and not _port_free(info.api_host, info.api_port):
         raise ClusterError(
             f"cannot restart cluster {name}: {info.api_host}:{info.api_port} is in use by another process"

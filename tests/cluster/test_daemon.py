@@ -206,3 +206,25 @@ def test_bootstrap_creates_and_repairs_the_kubernetes_service(tmp_path: Path) ->
         assert {"default", "kube-system", "kube-public"} <= set(names)
     finally:
         store.close()
+
+
+def test_index_claimed_by_a_stopped_cluster_of_another_home_is_not_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshpilot.cluster import lifecycle
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("MESHPILOT_HOME", str(tmp_path / "home1"))
+    first = lifecycle._create_info("a", mesh=False)
+    first.save()  # recorded, daemon not running
+    monkeypatch.setenv("MESHPILOT_HOME", str(tmp_path / "home2"))
+    second = lifecycle._create_info("a", mesh=False)
+    assert second.index != first.index
+    assert lifecycle._claim_owner(first.index) == (str(tmp_path / "home1"), "a")
+    # once the first home's cluster record is gone (and the claim is not a fresh one), it is stale
+    (tmp_path / "home1" / "clusters" / "a" / "cluster.json").unlink()
+    assert lifecycle._claim_owner(first.index) is not None  # fresh claims count while a cluster is created
+    claim = tmp_path / "run" / f"meshpilot-{os.getuid()}" / "indexes" / f"{first.index}.json"
+    old = time.time() - 3600
+    os.utime(claim, (old, old))
+    assert lifecycle._claim_owner(first.index) is None
