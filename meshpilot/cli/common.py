@@ -36,6 +36,56 @@ class CliError(click.ClickException):
                 click.echo(line, file=stream)
 
 
+def _one_line_usage(exc: click.UsageError, ctx_name: str) -> click.ClickException:
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return exc  # a bare group name: show its help, as click does
+    hint = f" See 'meshpilot {ctx_name} --help'."
+    return CliError(exc.format_message().rstrip(".") + "." + hint)
+
+
+class Command(click.Command):
+    """A command whose usage errors are one line (``error: ... See 'meshpilot X --help'.``), exit 1."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc, _command_path(parent, info_name)) from None
+
+
+class Group(click.Group):
+    """A group of commands with one-line usage errors; its subcommands get the same."""
+
+    command_class = Command
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc, _command_path(parent, info_name)) from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc, _command_path(ctx.parent, ctx.info_name)) from None
+
+
+def _command_path(parent: click.Context | None, name: str | None) -> str:
+    parts = [name or ""]
+    node = parent
+    while node is not None and node.parent is not None:
+        parts.insert(0, node.info_name or "")
+        node = node.parent
+    return " ".join(p for p in parts if p)
+
+
 def fail(message: str) -> NoReturn:
     raise CliError(message)
 

@@ -34,7 +34,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from meshpilot.cli.common import CliError
+from meshpilot.cli.common import CliError, Command
 
 CLUSTER_NAME = "demo"
 WATCHED_NAMESPACES = ("production", "frontend")
@@ -308,7 +308,7 @@ def _print_keep_instructions(run: DemoRun) -> None:
     console.print(f"  meshpilot cluster down --name {CLUSTER_NAME} && rm -rf {home}")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--keep", is_flag=True, help="leave the cluster running afterwards and print how to reach it")
 @click.option("--requests", "requests", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option(

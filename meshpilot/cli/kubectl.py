@@ -19,7 +19,15 @@ from typing import Any
 import click
 
 from meshpilot.cli import printers
-from meshpilot.cli.common import CliError, context_option, fail, namespace_options, reports_errors
+from meshpilot.cli.common import (
+    CliError,
+    Command,
+    Group,
+    context_option,
+    fail,
+    namespace_options,
+    reports_errors,
+)
 from meshpilot.cli.session import Session, open_session
 
 Obj = dict[str, Any]
@@ -158,7 +166,7 @@ def _ns_of(obj: Obj) -> str | None:
 
 
 def check_namespaces(objects: Sequence[Obj], namespace: str | None) -> None:
-    """kubectl refuses ``-n a`` with an object that says ``namespace: b``."""
+    """kubectl refuses -n a with an object that says namespace: b."""
     if namespace is None:
         return
     for obj in objects:
@@ -177,7 +185,7 @@ def display_of(obj: Obj) -> str:
 # --- apply -------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option(
     "-f", "--filename", "filenames", multiple=True, required=True, help="file, directory or - (stdin)"
 )
@@ -265,7 +273,7 @@ def _parse_output(output: str | None) -> tuple[str, str | None]:
     )
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("kind")
 @click.argument("names", nargs=-1)
 @click.option("-A", "--all-namespaces", is_flag=True, help="list across every namespace")
@@ -295,7 +303,7 @@ def get(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Show objects: ``get pods -n production``, ``get svc,endpoints``, ``get deploy x -o yaml``."""
+    """Show objects: get pods -n production, get svc,endpoints, get deploy x -o yaml."""
     fmt, template = _parse_output(output)
     if "/" in kind:
         refs = refs_from_args([kind, *names])
@@ -440,7 +448,7 @@ def _watch(
 # --- describe ----------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("args", nargs=-1, required=True)
 @click.option("-l", "--selector", default=None, help="describe every object matching this label selector")
 @click.option("-A", "--all-namespaces", is_flag=True)
@@ -456,7 +464,7 @@ def describe(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Show one object in detail, with its events: ``describe deployment productcatalog-v1``."""
+    """Show one object in detail, with its events: describe deployment productcatalog-v1."""
     session = open_session(ctx, context, namespace)
     ns = None if all_namespaces else session.namespace
     if len(args) == 1 and "/" not in args[0]:
@@ -484,7 +492,7 @@ def describe(
 # --- delete ------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("args", nargs=-1)
 @click.option("-f", "--filename", "filenames", multiple=True, help="delete the objects of these files")
 @click.option("-l", "--selector", default=None, help="delete every object of KIND matching this selector")
@@ -508,7 +516,7 @@ def delete(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Delete objects by name, by file (``-f``) or by selector."""
+    """Delete objects by name, by file (-f) or by selector."""
     deadline_seconds = parse_timeout(timeout)
     targets: list[tuple[Any, str, str | None]] = []
     session = open_session(ctx, context, namespace)
@@ -569,7 +577,7 @@ def parse_timeout(text: str) -> float:
 # --- logs --------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("target")
 @click.option("-c", "--container", default=None, help="container name (default: the pod's first)")
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines")
@@ -589,7 +597,7 @@ def logs(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Print a container's log: ``logs POD``, ``logs deployment/NAME -c istio-proxy -f``."""
+    """Print a container's log: logs POD, logs deployment/NAME -c istio-proxy -f."""
     session = open_session(ctx, context, namespace)
     pod_name = target
     if "/" in target:
@@ -633,7 +641,7 @@ CHANGE_CAUSE = "kubernetes.io/change-cause"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
-@click.group()
+@click.group(cls=Group)
 def rollout() -> None:
     """Manage the rollout of a Deployment: restart, status, undo, history."""
 
@@ -828,7 +836,7 @@ def _template_without_hash(template: Obj) -> Obj:
 # --- scale -------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("args", nargs=-1, required=True)
 @click.option("--replicas", type=int, required=True, help="the new number of replicas")
 @click.option("--current-replicas", type=int, default=None, help="only scale if the current count is this")
@@ -844,7 +852,7 @@ def scale(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Set the replica count of a Deployment: ``scale deployment/NAME --replicas 3``."""
+    """Set the replica count of a Deployment: scale deployment/NAME --replicas 3."""
     if replicas < 0:
         fail("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
     session = open_session(ctx, context, namespace)
@@ -908,7 +916,7 @@ def _check_label_key(key: str, re: Any) -> None:
         )
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("args", nargs=-1, required=True)
 @click.option("--overwrite", is_flag=True, help="allow changing labels that already have a value")
 @click.option("-l", "--selector", default=None, help="label every object of KIND matching this selector")
@@ -926,7 +934,7 @@ def label(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Add, change or remove labels: ``label deploy x tier=web old-``."""
+    """Add, change or remove labels: label deploy x tier=web old-."""
     changes = [a for a in args if "=" in a or (a.endswith("-") and "/" not in a)]
     resources = [a for a in args if a not in changes]
     if not changes:
@@ -987,7 +995,7 @@ def memory_bytes(quantity: str) -> int:
     return int(float(q))
 
 
-@click.group()
+@click.group(cls=Group)
 def top() -> None:
     """Show CPU and memory use of pods, measured by the cluster's runtime."""
 
@@ -1014,7 +1022,7 @@ def top_pods(
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """``top pods -n istio-system --containers``: CPU (millicores) and memory (MiB) per pod."""
+    """top pods -n istio-system --containers: CPU (millicores) and memory (MiB) per pod."""
     session = open_session(ctx, context, namespace)
     ns = None if all_namespaces else session.namespace
     metrics = session.pod_metrics(ns, selector)
@@ -1059,9 +1067,9 @@ def top_pods(
 # --- create ------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Group)
 def create() -> None:
-    """Create an object from arguments: ``create namespace NAME``."""
+    """Create an object from arguments: create namespace NAME."""
 
 
 @create.command("namespace")
