@@ -358,6 +358,13 @@ class Proc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
+    def kill_group(self) -> None:
+        """After the main process exited: SIGKILL what is left of its process group, as the end of a
+        container ends every process in it. Safe against PID reuse: while any member lives, the
+        kernel does not hand the group's id to a new process."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
     def tree_usage(self) -> tuple[float, int]:
         """(CPU seconds, RSS bytes) of the process and its descendants."""
         cpu, rss = 0.0, 0
@@ -655,6 +662,7 @@ class PodWorker:
     def _on_exit(self, run: ContainerRun, now: float, *, lost: bool = False) -> None:
         proc = run.proc
         assert proc is not None
+        proc.kill_group()
         code = proc.exit_code
         started = run.state.get("running", {}).get("startedAt") or rfc3339(_from_epoch(proc.start_time))
         if lost or code is None:
@@ -1011,6 +1019,10 @@ class ProcessRuntime:
             if worker is not None and not worker.terminating:
                 worker.gone = True
                 worker.wake.set()
+            elif worker is None:
+                # a finished pod (no worker runs for it) went away: free what it still held
+                self.pod_ips.release(str(obj.get("status", {}).get("podIP", "")))
+                shutil.rmtree(self.info.pods_dir / namespace_of(obj) / name_of(obj), ignore_errors=True)
             return
         if worker is None:
             self._ensure_worker(obj)

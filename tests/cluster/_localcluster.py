@@ -80,7 +80,7 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: st
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except (NotFound, KeyError, IndexError):
+        except (NotFound, KeyError, IndexError, OSError):
             last = None
         if last:
             return last

@@ -405,3 +405,21 @@ async def test_init_containers_run_to_completion_first(tmp_path: Path) -> None:
         c.apply(pod_manifest("initfail", [app_container()], initContainers=[failing], restartPolicy="Never"))
         await wait_for(lambda: c.pod("initfail")["status"]["phase"] == "Failed", what="Failed")
         assert not c.pod("initfail")["status"]["containerStatuses"][0]["state"].get("running")
+
+
+async def test_processes_left_by_an_exited_container_are_killed(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        script = (
+            "import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            "print('child', child.pid, flush=True)\n"
+        )
+        container = {"name": "parent", "image": "x", "command": ["python", "-c", script]}
+        c.apply(pod_manifest("leaver", [container], restartPolicy="Never"))
+        log_file = c.info.pods_dir / "default" / "leaver" / "parent.log"
+        text = await wait_for(
+            lambda: "child" in log_file.read_text() and log_file.read_text(), what="child pid"
+        )
+        child = int(text.split()[1])
+        await wait_for(lambda: c.pod("leaver")["status"]["phase"] == "Succeeded", what="Succeeded")
+        await wait_for(lambda: not alive(child), what="the child killed with its container")
