@@ -184,7 +184,7 @@ def route_matches(
         if "present_match" in hm:
             ok = (value is not None) == hm["present_match"]
         elif value is None:
-            ok = False
+            return False  # Envoy: an absent header fails a value matcher, inverted or not
         else:
             ok = _string_match(hm["string_match"], value)
         if hm.get("invert_match"):
