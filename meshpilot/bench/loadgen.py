@@ -71,6 +71,7 @@ class LoadOptions:
     labels: str = ""
     warmup: bool = True
     allow_initial_errors: bool = False
+    proxy: str = ""  # "host:port" of an HTTP proxy (a sidecar's outbound listener): absolute-form requests
 
     # derived
     host: str = field(init=False, default="")
@@ -99,7 +100,15 @@ class LoadOptions:
         if self.timeout <= 0:
             raise LoadError("-timeout must be > 0")
         self.workers = max(1, min(self.workers, self.connections))
-        self.request = build_request(self, parts.path or "/", parts.query, parts.netloc)
+        target = ""
+        if self.proxy:
+            # through a proxy the request line carries the whole URL, as an app behind HTTP_PROXY sends it
+            target = f"http://{parts.netloc}{parts.path or '/'}"
+            proxy_host, sep, proxy_port = self.proxy.rpartition(":")
+            if not sep or not proxy_port.isdigit():
+                raise LoadError(f"invalid proxy address {self.proxy!r} (expected host:port)")
+            self.host, self.port = proxy_host, int(proxy_port)
+        self.request = build_request(self, target or parts.path or "/", parts.query, parts.netloc)
 
     @property
     def fixed_rate(self) -> bool:

@@ -400,3 +400,287 @@ def compare_cmd(
         console.print(verdict)
     if result.regression:
         sys.exit(1)
+
+
+# --- matrix -------------------------------------------------------------------------------------
+
+_DIRECT_NS = "bench-direct"
+_MESH_NS = "bench-mesh"
+_ECHO_PORT = 8080
+
+
+def _matrix_objects() -> list[dict[str, Any]]:
+    """An echo server without a mesh, and an echo server plus a client pod with sidecars."""
+
+    def deployment(name: str, namespace: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": name,
+                                "image": "meshpilot",
+                                "command": ["meshpilot", "bench", "server"],
+                                "args": ["--host", "$(POD_IP)", "--port", "$(PORT)"],
+                                "ports": [{"name": "http", "containerPort": _ECHO_PORT, "protocol": "TCP"}],
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+
+    def service(name: str, namespace: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "selector": {"app": name},
+                "ports": [{"name": "http", "port": _ECHO_PORT, "targetPort": _ECHO_PORT, "protocol": "TCP"}],
+            },
+        }
+
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": _DIRECT_NS}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": _MESH_NS, "labels": {"istio-injection": "enabled"}},
+        },
+        deployment("echo", _DIRECT_NS),
+        service("echo", _DIRECT_NS),
+        deployment("echo", _MESH_NS),
+        service("echo", _MESH_NS),
+        deployment("client", _MESH_NS),
+    ]
+
+
+def _wait(what: str, check: Any, timeout: float) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception as exc:  # the cluster is still coming up: keep polling
+            last, value = exc, None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise click.ClickException(
+        f"timed out after {timeout:g}s waiting for {what}" + (f" ({last})" if last else "")
+    )
+
+
+def _running_pod(client: Any, namespace: str, app: str) -> dict[str, Any] | None:
+    for pod in client.list(("", "pods"), namespace, label_selector=f"app={app}"):
+        status = pod.get("status") or {}
+        if (
+            status.get("phase") == "Running"
+            and status.get("podIP")
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
+            statuses = status.get("containerStatuses") or []
+            if statuses and all(c.get("ready") for c in statuses):
+                return dict(pod)
+    return None
+
+
+def _container_pid(pod: dict[str, Any], container: str) -> int | None:
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        cid = str(c.get("containerID") or "")
+        if c.get("name") == container and cid.startswith("meshpilot://"):
+            return int(cid.removeprefix("meshpilot://").split("-", 1)[0])
+    return None
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="A short run (under 2 minutes), for CI.")
+@click.option(
+    "--cluster", "cluster_name", default="bench", show_default=True, help="Local cluster to use or create."
+)
+@click.option("--rate", type=float, default=None, help="Fixed rate of the percentile runs [200; quick 100].")
+@click.option("-t", "--duration", "duration", default=None, help="Length of each run [5s; quick 2s].")
+@click.option(
+    "--repeats", type=int, default=None, help="Rounds, rows in random order each round [3; quick 2]."
+)
+@click.option("--slo", default="p99<50ms", show_default=True, help="Objective for the max-rate search.")
+@click.option("--seed", type=int, default=None, help="Seed of the random row order.")
+@click.option("--json", "json_file", default="", help="Write the result as JSON to FILE (- for stdout).")
+@click.option("--html", "html_file", default="", help="Write an HTML report (self-contained) to FILE.")
+@click.option("--keep", is_flag=True, help="Keep the workloads (and the cluster) afterwards.")
+def matrix(
+    quick: bool,
+    cluster_name: str,
+    rate: float | None,
+    duration: str | None,
+    repeats: int | None,
+    slo: str,
+    seed: int | None,
+    json_file: str,
+    html_file: str,
+    keep: bool,
+) -> None:
+    """Measure the mesh's overhead on the local mesh (the reference's table 4.1): no mesh, sidecars
+    (plaintext), mTLS, full telemetry; P50/P95/P99 at a fixed rate, the highest rate meeting an
+    objective, errors, proxy CPU and memory per 1,000 requests/s, with bootstrap intervals."""
+    import contextlib
+
+    import yaml
+
+    from meshpilot.bench import matrix as mx
+    from meshpilot.bench.thresholds import Threshold
+    from meshpilot.cli.mesh import install_into
+    from meshpilot.client import ApiError, Client
+    from meshpilot.cluster import lifecycle, state
+
+    try:
+        objective = Threshold.parse(slo)
+    except ValueError as exc:
+        raise click.ClickException(f"--slo: {exc}") from None
+    if objective.metric != "p99" or objective.op not in ("<", "<="):
+        raise click.ClickException("--slo must be of the form p99<DURATION (e.g. p99<50ms)")
+    plan = mx.Plan(seed=seed, slo_p99=objective.limit)
+    if quick:
+        plan.rate, plan.duration, plan.repeats = 100.0, 2.0, 2
+        plan.search_start, plan.search_duration, plan.search_steps = 200.0, 1.0, 3
+        plan.connections, plan.iterations = 4, 500
+    if rate is not None:
+        if rate <= 0:
+            raise click.ClickException("--rate must be > 0")
+        plan.rate = rate
+    if duration is not None:
+        plan.duration = _duration(duration, "--duration")
+        if plan.duration <= 0:
+            raise click.ClickException("--duration must be > 0")
+    if repeats is not None:
+        if repeats < 1:
+            raise click.ClickException("--repeats must be >= 1")
+        plan.repeats = repeats
+    out: TextIO = sys.stderr if json_file == "-" else sys.stdout
+
+    def log(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        was_running = lifecycle.daemon_pid(state.load(cluster_name)) is not None
+    except (FileNotFoundError, OSError):
+        was_running = False
+    log(f"bringing up cluster {cluster_name} with the mesh ...")
+    try:
+        info, _message = lifecycle.up(cluster_name, mesh=True)
+    except Exception as exc:
+        raise click.ClickException(f"cannot start cluster {cluster_name}: {exc}") from None
+    client = Client(info.server, info.token)
+    objects = _matrix_objects()
+    mesh_cm: dict[str, Any] | None = None
+    try:
+        install_into(client, cluster_id=cluster_name)
+        _wait("istiod", lambda: _running_pod(client, "istio-system", "istiod"), 120)
+        from meshpilot.api import load_objects
+
+        client.apply(load_objects(yaml.safe_dump_all(objects), "bench-matrix.yaml"))
+        direct = _wait("the echo pod without a mesh", lambda: _running_pod(client, _DIRECT_NS, "echo"), 120)
+        echo = _wait("the echo pod with a sidecar", lambda: _running_pod(client, _MESH_NS, "echo"), 120)
+        cli_pod = _wait(
+            "the client pod with a sidecar", lambda: _running_pod(client, _MESH_NS, "client"), 120
+        )
+        import httpx
+
+        target = f"http://echo.{_MESH_NS}.svc.cluster.local:{_ECHO_PORT}/"
+        proxy = f"{cli_pod['status']['podIP']}:15001"
+        with httpx.Client(proxy=f"http://{proxy}", timeout=5, trust_env=False) as h:
+            _wait("traffic through the sidecars", lambda: h.get(target).status_code == 200, 120)
+        sidecar_pids = [
+            p for p in (_container_pid(echo, "istio-proxy"), _container_pid(cli_pod, "istio-proxy")) if p
+        ]
+        admin_urls = [f"http://{pod['status']['podIP']}:15000/config_dump" for pod in (echo, cli_pod)]
+
+        mesh_cm = dict(client.get(("", "configmaps"), "istio", "istio-system"))
+        original_mesh = str((mesh_cm.get("data") or {}).get("mesh") or "")
+
+        def access_log_everywhere(on: bool) -> bool:
+            with httpx.Client(timeout=5, trust_env=False) as h:
+                return all(("access_log" in h.get(u).text) == on for u in admin_urls)
+
+        def telemetry_on() -> None:
+            doc = yaml.safe_load(original_mesh) or {}
+            doc["accessLogFile"] = "/dev/stdout"
+            client.patch(("", "configmaps"), "istio", {"data": {"mesh": yaml.safe_dump(doc)}}, "istio-system")
+            _wait("access logging to reach both sidecars", lambda: access_log_everywhere(True), 60)
+
+        def telemetry_off() -> None:
+            client.patch(("", "configmaps"), "istio", {"data": {"mesh": original_mesh}}, "istio-system")
+            _wait("access logging to be removed from both sidecars", lambda: access_log_everywhere(False), 60)
+
+        rows = [
+            mx.Row(
+                "no-mesh",
+                "no mesh (client → server)",
+                url=f"http://{direct['status']['podIP']}:{_ECHO_PORT}/",
+            ),
+            mx.Row("sidecars", "sidecars, plaintext", url=target, proxy=proxy, pids=sidecar_pids),
+            mx.Row(
+                "mtls",
+                "sidecars, mTLS",
+                available=False,
+                note="mTLS is not available yet: the proxy has no TLS between sidecars",
+            ),
+            mx.Row(
+                "telemetry",
+                "sidecars, full telemetry",
+                url=target,
+                proxy=proxy,
+                pids=sidecar_pids,
+                note="metrics + access log (meshConfig.accessLogFile) + x-request-id",
+                setup=telemetry_on,
+                teardown=telemetry_off,
+            ),
+        ]
+        log(
+            f"measuring: {plan.rate:g} rps x {plan.duration:g}s x {plan.repeats} repeats, "
+            f"then a max-rate search (p99 <= {plan.slo_p99 * 1e3:g} ms)"
+        )
+        result = mx.run_matrix(rows, plan, log)
+    except ApiError as exc:
+        raise click.ClickException(f"cluster API error: {exc}") from None
+    finally:
+        if not keep:
+            for ns in (_DIRECT_NS, _MESH_NS):
+                with contextlib.suppress(Exception):
+                    client.delete(("", "namespaces"), ns)
+        client.close()
+        if not keep and not was_running:
+            with contextlib.suppress(Exception):
+                lifecycle.down(cluster_name)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mesh overhead at {plan.rate:g} requests/s (local mesh, {result.elapsed:.0f} s)")
+    for col in mx.TABLE_HEADER:
+        table.add_column(col, justify="left" if col in ("setup", "note") else "right")
+    for row in mx.table_rows(result):
+        table.add_row(*row)
+    Console(file=out, width=200).print(table)
+    doc = mx.to_json(result)
+    if json_file == "-":
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif json_file:
+        with open(json_file, "w") as f:
+            json.dump(doc, f, indent=2)
+        log(f"wrote {json_file}")
+    if html_file:
+        with open(html_file, "w") as f:
+            f.write(mx.to_html(result))
+        log(f"wrote {html_file}")
