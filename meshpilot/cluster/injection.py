@@ -23,6 +23,7 @@ from meshpilot.cluster.objects import Obj, controller_ref, labels_of
 PROXY_CONTAINER = "istio-proxy"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 INJECT_KEY = "sidecar.istio.io/inject"
+REWRITE_PROBES = "sidecar.istio.io/rewriteAppHTTPProbers"
 PROXY_PORTS = (15000, 15001, 15006, 15020, 15021, 15090)
 INTERNAL_OFFSET = 20000
 HASH_LABEL = "pod-template-hash"
@@ -109,6 +110,25 @@ def canonical_revision(pod: Obj) -> str:
     )
 
 
+def _rewrite_probes(container: Obj, internal: dict[int, int]) -> None:
+    """Point the app's httpGet/tcpSocket probes at its internal port, so they check the app itself
+    (Istio rewrites them to the agent for the same reason: a probe through the sidecar would test
+    the proxy, and fail under STRICT mTLS)."""
+    named = {
+        str(p.get("name")): int(p["containerPort"]) for p in container.get("ports") or [] if p.get("name")
+    }
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        probe = container.get(kind) or {}
+        for handler in ("httpGet", "tcpSocket"):
+            action = probe.get(handler)
+            if not action or action.get("host"):
+                continue
+            port = action.get("port")
+            number = named.get(str(port)) if not str(port).isdigit() else int(str(port))
+            if number in internal:
+                action["port"] = internal[number]
+
+
 def _field(name: str, path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
@@ -160,6 +180,15 @@ def inject(
                     "protocol": port.get("protocol", "TCP"),
                     "container": container.get("name"),
                 }
+            )
+        if str(annotations.get(REWRITE_PROBES, "true")).lower() != "false":
+            _rewrite_probes(
+                container,
+                {
+                    p["containerPort"]: p["internalPort"]
+                    for p in app_ports
+                    if p["container"] == container.get("name")
+                },
             )
         env: list[Obj] = container.setdefault("env", [])
         if not any(e.get("name") == "POD_IP" for e in env):

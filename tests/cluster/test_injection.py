@@ -151,6 +151,25 @@ def test_injection_by_namespace_label(env: Any) -> None:
     )
 
 
+def test_app_probes_are_pointed_at_the_internal_port(env: Any) -> None:
+    store, info = env
+    namespace(store, "probed", {"istio-injection": "enabled"})
+    manifest = pod("probed", ports=[8080, 9090])
+    app = manifest["spec"]["containers"][0]
+    app["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "p8080"}}
+    app["livenessProbe"] = {"tcpSocket": {"port": 9090}}
+    app["startupProbe"] = {"exec": {"command": ["true"]}}
+    out = admit(store, info, PODS, manifest, "CREATE")
+    app = out["spec"]["containers"][0]
+    assert app["readinessProbe"]["httpGet"]["port"] == 28080
+    assert app["livenessProbe"]["tcpSocket"]["port"] == 29090
+    assert app["startupProbe"] == {"exec": {"command": ["true"]}}
+    kept = pod("probed", annotations={"sidecar.istio.io/rewriteAppHTTPProbers": "false"})
+    kept["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
+    out = admit(store, info, PODS, kept, "CREATE")
+    assert out["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == 8080
+
+
 def test_revision_label_needs_a_running_control_plane_revision(env: Any) -> None:
     store, info = env
     namespace(store, "canary", {"istio.io/rev": "1-30"})
