@@ -316,6 +316,8 @@ class ControlPlane:
             log.warning("closing xDS stream %s: %s", conn_id or "(no node yet)", exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception:  # a translation bug must cost one stream, not the server
+            log.exception("closing xDS stream %s after an internal error", conn_id or "(no node yet)")
         finally:
             if conn_id:
                 self.peers.pop(conn_id, None)

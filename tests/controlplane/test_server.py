@@ -378,3 +378,43 @@ def test_sync_status_is_istioctls(sent: str, acked: str, status: str) -> None:
 def test_stream_messages_are_single_lines() -> None:
     line = stream.encode({"a": "x\ny"})
     assert line.count(b"\n") == 1 and json.loads(line) == {"a": "x\ny"}
+
+
+def test_affected_proxies_by_dependency_and_visibility() -> None:
+    from meshpilot.controlplane.registry import Registry
+    from meshpilot.controlplane.translate import generate
+    from meshpilot.controlplane.xds import ProxyConnection
+
+    plane = ControlPlane()
+    hidden = istio("VirtualService", "new", "production", {"hosts": ["x"], "exportTo": ["."]})
+    public_se = istio(
+        "ServiceEntry",
+        "ext",
+        "other",
+        {"hosts": ["api.example.com"], "ports": [{"number": 80, "name": "http"}]},
+    )
+    sidecar = istio("Sidecar", "default", "other", {"egress": [{"hosts": ["./*"]}]})
+    snap = snapshot(virtual_services=[hidden], service_entries=[public_se], sidecars=[sidecar])
+    plane.update(snap)
+    registry = Registry(snapshot())
+    conns = {}
+    for p in (FRONTEND, REVIEWS_POD):
+        ident = proxy_from_pod(p)
+        conn = ProxyConnection(ident.id, {"id": ident.id}, 0.0)
+        conn.set_config(generate(registry, ident))
+        conns[p["metadata"]["namespace"]] = conn
+    fe, rv = conns["production"], conns["other"]
+    assert plane.affected(fe, None) and plane.affected(rv, None)
+    # a dependency: the pod itself, a service it sees, the mesh config
+    assert plane.affected(fe, {f"Pod/production/{FRONTEND['metadata']['name']}"})
+    # ... and, through endpoint metadata, every proxy that sees a service the pod backs
+    assert plane.affected(rv, {f"Pod/production/{FRONTEND['metadata']['name']}"})
+    assert plane.affected(rv, {"Endpoints/production/productcatalog"})
+    assert plane.affected(rv, {"ConfigMap/istio-system/istio"})
+    # a new object counts where it is visible
+    assert plane.affected(fe, {"VirtualService/production/new"})
+    assert not plane.affected(rv, {"VirtualService/production/new"})
+    assert plane.affected(fe, {"ServiceEntry/other/ext"}) and plane.affected(rv, {"ServiceEntry/other/ext"})
+    assert plane.affected(rv, {"Sidecar/other/default"}) and not plane.affected(fe, {"Sidecar/other/default"})
+    assert plane.affected(fe, {"Sidecar/istio-system/default"})  # the root namespace's applies to all
+    assert not plane.affected(fe, {"Pod/elsewhere/unrelated"})
