@@ -64,15 +64,56 @@ class BoundRule:
         return None
 
 
+@dataclass(frozen=True)
+class ParsedRule:
+    """A DestinationRule with what lookups need computed once per registry."""
+
+    obj: Mapping[str, Any]
+    namespace: str
+    host: str  # expanded
+    export_to: frozenset[str] | None
+    selector: Mapping[str, str] | None  # workloadSelector.matchLabels, when set
+    order: tuple[str, str, str]
+
+
+class RuleIndex:
+    """DestinationRules by host (exact hosts in a dict, wildcards in a list), built once per push."""
+
+    def __init__(self, rules: Sequence[Mapping[str, Any]], known_hosts: frozenset[str]) -> None:
+        self.exact: dict[str, list[ParsedRule]] = {}
+        self.wildcards: list[ParsedRule] = []
+        for obj in rules:
+            spec = spec_of(obj)
+            host = spec.get("host")
+            if not isinstance(host, str) or not host:
+                continue
+            ns = namespace_of(obj)
+            sel = spec.get("workloadSelector")
+            parsed = ParsedRule(
+                obj=obj,
+                namespace=ns,
+                host=expand_host(host, ns, known_hosts),
+                export_to=parse_export_to(spec.get("exportTo")),
+                selector=(sel.get("matchLabels") or {}) if isinstance(sel, Mapping) else None,
+                order=creation_order(obj),
+            )
+            if "*" in parsed.host:
+                self.wildcards.append(parsed)
+            else:
+                self.exact.setdefault(parsed.host, []).append(parsed)
+
+    def candidates(self, hostname: str) -> list[ParsedRule]:
+        return [*self.exact.get(hostname, ()), *(r for r in self.wildcards if host_matches(r.host, hostname))]
+
+
 def select_rule(
-    rules: Sequence[Mapping[str, Any]],
+    index: RuleIndex,
     hostname: str,
     *,
     proxy_namespace: str,
     proxy_labels: Mapping[str, str],
     service_namespace: str,
     root_namespace: str,
-    known_hosts: frozenset[str],
 ) -> BoundRule | None:
     """The one DestinationRule a proxy applies to ``hostname``.
 
@@ -81,28 +122,21 @@ def select_rule(
     wildcard, a longer wildcard beats a shorter one, and the oldest rule wins a tie.
     """
     best: tuple[tuple[int, int, int, tuple[str, str, str]], BoundRule] | None = None
-    for obj in rules:
-        ns = namespace_of(obj)
-        spec = spec_of(obj)
-        host = spec.get("host")
-        if not isinstance(host, str) or not host:
+    for rule in index.candidates(hostname):
+        ns = rule.namespace
+        if not exported_to(rule.export_to, ns, proxy_namespace):
             continue
-        if not exported_to(parse_export_to(spec.get("exportTo")), ns, proxy_namespace):
-            continue
-        selector = spec.get("workloadSelector")
-        if isinstance(selector, Mapping):
-            if ns != proxy_namespace or not labels_match(selector.get("matchLabels"), proxy_labels):
-                continue
-        expanded = expand_host(host, ns, known_hosts)
-        if not host_matches(expanded, hostname):
+        if rule.selector is not None and (
+            ns != proxy_namespace or not labels_match(rule.selector, proxy_labels)
+        ):
             continue
         tier = (
             0 if ns == proxy_namespace else 1 if ns == service_namespace else 2 if ns == root_namespace else 3
         )
-        exact = 0 if expanded == hostname else 1
-        rank = (tier, exact, -len(expanded), creation_order(obj))
+        exact = 0 if rule.host == hostname else 1
+        rank = (tier, exact, -len(rule.host), rule.order)
         if best is None or rank < best[0]:
-            best = (rank, BoundRule(obj=obj, host=expanded))
+            best = (rank, BoundRule(obj=rule.obj, host=rule.host))
     return best[1] if best else None
 
 

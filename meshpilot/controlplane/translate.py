@@ -26,7 +26,14 @@ from meshpilot.controlplane._util import (
     spec_of,
 )
 from meshpilot.controlplane.mesh import OutboundMode
-from meshpilot.controlplane.policy import BoundRule, apply_policy, effective_policy, hash_policy, select_rule
+from meshpilot.controlplane.policy import (
+    BoundRule,
+    RuleIndex,
+    apply_policy,
+    effective_policy,
+    hash_policy,
+    select_rule,
+)
 from meshpilot.controlplane.registry import (
     DOMAIN_SUFFIX,
     MeshService,
@@ -95,13 +102,55 @@ class EgressHost:
     host: str
 
 
+@dataclass(frozen=True)
+class ParsedVirtualService:
+    """A VirtualService with its hosts expanded and scope fields read, once per registry."""
+
+    obj: Mapping[str, Any]
+    namespace: str
+    hosts: tuple[str, ...]
+    export_to: frozenset[str] | None
+    mesh_bound: bool  # applies to sidecars: no ``gateways``, or ``mesh`` among them
+
+
+@dataclass
+class ConfigIndex:
+    """Indexes over Istio config shared by every proxy's translation of one registry."""
+
+    virtual_services: list[ParsedVirtualService]
+    rules: RuleIndex
+
+
+def config_index(registry: Registry) -> ConfigIndex:
+    cached = getattr(registry, "_config_index", None)
+    if isinstance(cached, ConfigIndex):
+        return cached
+    known = frozenset(registry.by_host)
+    vss = []
+    for vs in sorted(registry.snapshot.virtual_services, key=creation_order):
+        spec = spec_of(vs)
+        ns = namespace_of(vs)
+        gateways = spec.get("gateways")
+        vss.append(
+            ParsedVirtualService(
+                obj=vs,
+                namespace=ns,
+                hosts=tuple(expand_host(str(h), ns, known) for h in spec.get("hosts") or ()),
+                export_to=parse_export_to(spec.get("exportTo")),
+                mesh_bound=not gateways or "mesh" in gateways,
+            )
+        )
+    index = ConfigIndex(virtual_services=vss, rules=RuleIndex(registry.snapshot.destination_rules, known))
+    registry._config_index = index  # type: ignore[attr-defined]
+    return index
+
+
 @dataclass
 class Scope:
     """What one proxy may see: services, virtual services, rules, and its outbound policy."""
 
     services: list[MeshService]
-    virtual_services: list[Mapping[str, Any]]
-    destination_rules: list[Mapping[str, Any]]
+    virtual_services: list[ParsedVirtualService]
     outbound_mode: OutboundMode
     sidecar: Mapping[str, Any] | None
 
@@ -166,19 +215,13 @@ def build_scope(registry: Registry, proxy: ProxyIdentity) -> Scope:
         for s in registry.visible_services(proxy.namespace)
         if _egress_allows(egress, s.namespace, s.hostname)
     ]
-    known = frozenset(registry.by_host)
-    vss: list[Mapping[str, Any]] = []
-    for vs in sorted(snap.virtual_services, key=creation_order):
-        spec = spec_of(vs)
-        ns = namespace_of(vs)
-        if not exported_to(parse_export_to(spec.get("exportTo")), ns, proxy.namespace):
-            continue
-        gateways = spec.get("gateways")
-        if gateways and "mesh" not in gateways:
-            continue
-        hosts = [expand_host(str(h), ns, known) for h in spec.get("hosts") or ()]
-        if any(_egress_allows(egress, ns, h) for h in hosts):
-            vss.append(vs)
+    vss = [
+        vs
+        for vs in config_index(registry).virtual_services
+        if vs.mesh_bound
+        and exported_to(vs.export_to, vs.namespace, proxy.namespace)
+        and any(_egress_allows(egress, vs.namespace, h) for h in vs.hosts)
+    ]
     mode: OutboundMode = registry.mesh.outbound_mode
     if sidecar is not None:
         otp = spec_of(sidecar).get("outboundTrafficPolicy")
@@ -187,7 +230,6 @@ def build_scope(registry: Registry, proxy: ProxyIdentity) -> Scope:
     return Scope(
         services=services,
         virtual_services=vss,
-        destination_rules=list(snap.destination_rules),
         outbound_mode=mode,
         sidecar=sidecar,
     )
@@ -199,11 +241,14 @@ class _Builder:
     def __init__(self, registry: Registry, proxy: ProxyIdentity) -> None:
         self.registry = registry
         self.proxy = proxy
+        self.index = config_index(registry)
         self.scope = build_scope(registry, proxy)
         self.deps: set[str] = {proxy.key, MESH_CONFIG_KEY}
         self.warnings: list[str] = []
         self.known = frozenset(registry.by_host)
         self._rules: dict[str, BoundRule | None] = {}
+        self._vs_exact: dict[str, tuple[Mapping[str, Any], str]] | None = None
+        self._vs_wild: list[tuple[Mapping[str, Any], str]] = []
         self.by_host: dict[str, list[MeshService]] = {}
         for s in self.scope.services:
             self.by_host.setdefault(s.hostname, []).append(s)
@@ -213,13 +258,12 @@ class _Builder:
     def rule(self, service: MeshService) -> BoundRule | None:
         if service.hostname not in self._rules:
             bound = select_rule(
-                self.scope.destination_rules,
+                self.index.rules,
                 service.hostname,
                 proxy_namespace=self.proxy.namespace,
                 proxy_labels=self.proxy.labels,
                 service_namespace=service.namespace,
                 root_namespace=self.registry.mesh.root_namespace,
-                known_hosts=self.known,
             )
             self._rules[service.hostname] = bound
             if bound is not None:
@@ -394,16 +438,21 @@ class _Builder:
 
     def _virtual_service_for(self, hostname: str) -> tuple[Mapping[str, Any], str] | None:
         """The oldest visible VirtualService claiming ``hostname`` (exact before wildcard)."""
-        wildcard: tuple[Mapping[str, Any], str] | None = None
-        for vs in self.scope.virtual_services:
-            ns = namespace_of(vs)
-            for h in spec_of(vs).get("hosts") or ():
-                expanded = expand_host(str(h), ns, self.known)
-                if expanded == hostname:
-                    return vs, expanded
-                if wildcard is None and "*" in expanded and host_matches(expanded, hostname):
-                    wildcard = (vs, expanded)
-        return wildcard
+        if self._vs_exact is None:
+            self._vs_exact, self._vs_wild = {}, []
+            for vs in self.scope.virtual_services:  # oldest first
+                for h in vs.hosts:
+                    if "*" in h:
+                        self._vs_wild.append((vs.obj, h))
+                    else:
+                        self._vs_exact.setdefault(h, (vs.obj, h))
+        found = self._vs_exact.get(hostname)
+        if found is not None:
+            return found
+        for obj, h in self._vs_wild:
+            if host_matches(h, hostname):
+                return obj, h
+        return None
 
     def route_tables(self) -> list[RouteConfiguration]:
         ports: dict[int, list[MeshService]] = {}
@@ -412,9 +461,8 @@ class _Builder:
                 ports.setdefault(sp.port, []).append(s)
         # VirtualService hosts that name no service still get virtual hosts (port 80 and matched ports)
         extra: dict[int, list[tuple[str, Mapping[str, Any]]]] = {}
-        for vs in self.scope.virtual_services:
-            ns = namespace_of(vs)
-            spec = spec_of(vs)
+        for parsed in self.scope.virtual_services:
+            spec = spec_of(parsed.obj)
             vs_ports = {
                 int(m["port"])
                 for http in spec.get("http") or ()
@@ -422,13 +470,12 @@ class _Builder:
                 for m in http.get("match") or ()
                 if isinstance(m, Mapping) and m.get("port") is not None
             } or {80}
-            for h in spec.get("hosts") or ():
-                expanded = expand_host(str(h), ns, self.known)
+            for expanded in parsed.hosts:
                 if self.service_for(expanded) is None and not any(
                     host_matches(expanded, s.hostname) for s in self.scope.services
                 ):
                     for p in vs_ports:
-                        extra.setdefault(p, []).append((expanded, vs))
+                        extra.setdefault(p, []).append((expanded, parsed.obj))
                         ports.setdefault(p, [])
         tables: list[RouteConfiguration] = []
         for port in sorted(ports):
