@@ -649,3 +649,38 @@ def test_get_watch_prints_changes(cluster: Any) -> None:
             if stream is not None:
                 stream.close()
         cluster.cli("delete", "namespace", ns, "cli-watch-unrelated", "--ignore-not-found")
+
+
+def test_reference_text_sidecar_image_one_liner(cluster: Any) -> None:
+    """kubectl get pods -n production -o jsonpath='{.items[*].spec.containers[?(@.name=="istio-proxy")].image}'
+    on a namespace labelled for injection lists the injected sidecar's image."""
+    ns = "cli-injected"
+    run_ok(cluster, "create", "namespace", ns)
+    try:
+        assert run_ok(cluster, "label", "namespace", ns, "istio-injection=enabled").strip() == (
+            f"namespace/{ns} labeled"
+        )
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "pc", "namespace": ns, "labels": {"app": "pc"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "pc",
+                        "image": "python:3.11-slim",
+                        "command": ["python", "-m", "meshpilot.samples.productcatalog"],
+                        "ports": [{"containerPort": 8080}],
+                    }
+                ]
+            },
+        }
+        run_ok(cluster, "apply", "-f", "-", input=yaml.safe_dump(doc))
+        template = '{.items[*].spec.containers[?(@.name=="istio-proxy")].image}'
+        images = run_ok(cluster, "get", "pods", "-n", ns, "-o", f"jsonpath='{template}'").split()
+        pod = cluster.client.get(("", "pods"), "pc", ns)
+        expected = [c["image"] for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"]
+        assert expected and images == expected
+        assert run_ok(cluster, "get", "pods", "-n", ns).splitlines()[1].split()[1].endswith("/2")
+    finally:
+        cluster.cli("delete", "namespace", ns, "--timeout", "60s")
