@@ -13,7 +13,7 @@ import datetime
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -207,37 +207,40 @@ class ControlPlane:
 
     def push(self, keys: set[str] | None, started: float | None = None) -> int:
         """Regenerate and send for the affected proxies now; how many proxies got a push."""
+        return sum(self._push_steps(keys, started))
+
+    def _push_steps(self, keys: set[str] | None, started: float | None) -> Iterator[int]:
+        """One step per affected proxy (1 if it was sent something), so the loop can yield between."""
         if self.snapshot is None:
-            return 0
-        now = self.clock()
+            return
         self.registry = Registry(self.snapshot)
         self.metrics.services.set(float(len(self.registry.services)))
         self.metrics.virt_services.set(float(len(self.snapshot.virtual_services)))
         self.push_version = (
             f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}/{next(self._push_counter)}"
         )
-        pushed = 0
         warnings = 0
-        for peer in list(self.peers.values()):
-            if not self.affected(peer.conn, keys):
-                continue
+        for conn_id, peer in list(self.peers.items()):
+            if conn_id not in self.peers or not self.affected(peer.conn, keys):
+                continue  # gone while the push was under way, or untouched by the change
             try:
                 config = self._generate(peer.conn)
             except Exception:  # one proxy's bad input must not stop the others' pushes
                 log.exception("generating config for %s failed", peer.conn.proxy_id)
                 continue
             warnings += len(config.warnings)
+            now = self.clock()
             changed = peer.conn.set_config(config)
             responses = peer.conn.push(changed, self.push_version, now, self.control_plane)
             if not responses:
                 self.metrics.skipped.inc()
+                yield 0
                 continue
             self._send(peer, responses)
-            pushed += 1
             if started is not None:
                 self.metrics.convergence.observe(max(0.0, now - started))
+            yield 1
         self.metrics.config_warnings.set(float(warnings))
-        return pushed
 
     async def _push_loop(self) -> None:
         while True:
@@ -257,7 +260,8 @@ class ControlPlane:
             taken = self.debouncer.take(self.clock())
             if taken is not None:
                 keys, started = taken
-                self.push(keys, started)
+                for _ in self._push_steps(keys, started):
+                    await asyncio.sleep(0)  # let ACKs and debug requests in between proxies
 
     # --- the stream -------------------------------------------------------------------------
 
