@@ -684,3 +684,31 @@ def test_reference_text_sidecar_image_one_liner(cluster: Any) -> None:
         assert run_ok(cluster, "get", "pods", "-n", ns).splitlines()[1].split()[1].endswith("/2")
     finally:
         cluster.cli("delete", "namespace", ns, "--timeout", "60s")
+
+
+def test_reference_text_shell_idioms(examples: Any) -> None:
+    # for deploy in $(kubectl get deployments -n production -o name); do kubectl rollout ... $deploy; done
+    for name in run_ok(examples, "get", "deployments", "-n", "production", "-o", "name").split():
+        assert name.startswith("deployment.apps/")
+        out = run_ok(examples, "rollout", "status", name, "-n", "production", "--timeout", "60s")
+        assert out.strip().endswith("successfully rolled out")
+    # kubectl get pods -n production --no-headers | wc -l
+    rows = run_ok(examples, "get", "pods", "-n", "production", "--no-headers").strip().splitlines()
+    assert len(rows) == len(examples.client.list(("", "pods"), "production"))
+    assert not rows[0].startswith("NAME")
+    # kubectl get peerauthentication,authorizationpolicy -A (none yet)
+    none = examples.cli("get", "peerauthentication,authorizationpolicy", "-A")
+    assert none.exit_code == 0 and none.stdout == "" and "No resources found" in none.stderr
+    # kubectl get $secret -n $ns -o jsonpath=... with $secret from `-o name`
+    sa = run_ok(examples, "get", "serviceaccount", "-n", "frontend", "-o", "name").split()
+    assert "serviceaccount/frontend-service" in sa
+    got = run_ok(
+        examples,
+        "get",
+        "serviceaccount/frontend-service",
+        "-n",
+        "frontend",
+        "-o",
+        "jsonpath={.metadata.name}",
+    )
+    assert got.strip() == "frontend-service"
