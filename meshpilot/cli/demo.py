@@ -1,10 +1,13 @@
 """``meshpilot demo``: the whole foundation in one command, on a cluster of its own.
 
 It starts a local cluster in a fresh temporary ``MESHPILOT_HOME`` (so it never touches the user's
-clusters), applies the sample apps shipped in the package (``meshpilot/samples/manifests``, the
-same files as ``examples/``), waits for them with a deadline, sends requests through the frontend's
-ClusterIP, prints what it saw (which productcatalog version and pod answered each request, status
-codes, latencies), and tears everything down — also on Ctrl-C, SIGTERM or an error. ``--keep``
+clusters), installs the mesh (istiod in istio-system), applies the sample apps shipped in the package
+(``meshpilot/samples/manifests``, the same files as ``examples/``, with both namespaces labelled
+``istio-injection=enabled`` so every pod gets a sidecar, and the 90/10 v1/v2 VirtualService), waits
+for the pods and for every sidecar to be SYNCED, sends requests through the frontend's ClusterIP
+(frontend -> its sidecar -> productcatalog's sidecar -> productcatalog), prints what it saw (which
+version and pod answered, the split against the VirtualService's weights, status codes, latencies,
+the sidecars' Istio metrics), and tears everything down — also on Ctrl-C, SIGTERM or an error. ``--keep``
 leaves the cluster running and prints how to reach it.
 
 The demo is a list of steps over one ``DemoRun`` so that later stages (installing the mesh,
@@ -34,6 +37,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from meshpilot.cli import demo_mesh
 from meshpilot.cli.common import CliError, Command
 
 CLUSTER_NAME = "demo"
@@ -87,7 +91,7 @@ def start_cluster(run: DemoRun) -> None:
 
     with run.console.status("starting a local cluster..."):
         try:
-            info, message = lifecycle.up(CLUSTER_NAME, mesh=False)
+            info, message = lifecycle.up(CLUSTER_NAME, mesh=True)
         except lifecycle.ClusterError as exc:
             raise CliError(f"could not start the demo cluster: {exc}") from None
     run.info = info
@@ -99,7 +103,7 @@ def apply_manifests(run: DemoRun) -> None:
     from meshpilot.cli.kubectl import load_manifests
 
     folder = packaged_manifests()
-    objects = load_manifests([str(folder)])
+    objects = demo_mesh.in_mesh(load_manifests([str(folder)]))
     results = run.client.apply(objects)
     run.console.print(f"[green]✓[/] applied {len(results)} objects from the packaged examples:")
     for result in results:
@@ -149,6 +153,8 @@ def wait_until_ready(run: DemoRun) -> None:
             text = f"waiting for the pods to become ready: {summary or 'no deployments yet'}"
             if text != last:
                 status.update(text)
+                if not run.console.is_terminal:
+                    run.console.print(f"  {text}")  # no spinner in a log: one line per change instead
                 last = text
             if done and catalog > 0 and front > 0:
                 break
@@ -158,6 +164,7 @@ def wait_until_ready(run: DemoRun) -> None:
                 )
             time.sleep(0.3)
     run.console.print(f"[green]✓[/] ready: {summary}")
+    demo_mesh.wait_synced(run.client, run.console, run.remaining)
     svc = run.client.get(("", "services"), FRONTEND[1], FRONTEND[0])
     port = (svc["spec"].get("ports") or [{}])[0].get("port", 80)
     run.frontend_url = f"http://{svc['spec']['clusterIP']}:{port}"
@@ -329,10 +336,17 @@ def demo(keep: bool, requests: int, timeout: float) -> None:
         console.print(f"state directory (temporary): {home}")
         try:
             start_cluster(run)
+            demo_mesh.install(run.client, run.info.name, console, run.remaining)
             apply_manifests(run)
             wait_until_ready(run)
             send_traffic(run, requests)
             succeeded = report(run)
+            demo_mesh.print_split(
+                console,
+                demo_mesh.route_weights(run.client),
+                Counter(s.version or "?" for s in run.samples if 200 <= s.status < 300),
+            )
+            demo_mesh.print_metrics(console, demo_mesh.sidecar_metrics(run.client))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             keeping["keep"] = False
