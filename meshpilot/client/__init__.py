@@ -13,6 +13,7 @@ context) and ``namespace="*"`` lists or watches across all namespaces.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, Literal, overload
 
@@ -215,25 +216,40 @@ class _Base:
         return namespace or (obj.get("metadata") or {}).get("namespace") or self.namespace
 
 
+def _verify(ca_data: str | None) -> ssl.SSLContext | bool:
+    """Trust exactly the cluster's CA when the kubeconfig names one; else the system's."""
+    if ca_data:
+        return ssl.create_default_context(cadata=ca_data)
+    return True
+
+
 class Client(_Base):
     """Synchronous client (httpx)."""
 
     def __init__(
-        self, server: str, token: str | None = None, namespace: str = "default", *, timeout: float = 30.0
+        self,
+        server: str,
+        token: str | None = None,
+        namespace: str = "default",
+        *,
+        timeout: float = 30.0,
+        ca_data: str | None = None,
     ) -> None:
         super().__init__(server, token, namespace)
-        self._http = httpx.Client(base_url=self.server, headers=_headers(token), timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.server, headers=_headers(token), timeout=timeout, verify=_verify(ca_data)
+        )
 
     @classmethod
     def from_kubeconfig(cls, context: str | None = None, *, timeout: float = 30.0) -> Client:
         creds: Credentials = credentials(context)
-        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout, ca_data=creds.ca_data)
 
     @classmethod
     def auto(cls, context: str | None = None, *, timeout: float = 30.0) -> Client:
         """In a pod: the cluster the pod runs in; elsewhere (or with ``context``): the kubeconfig's."""
         creds = auto_credentials(context)
-        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout, ca_data=creds.ca_data)
 
     def close(self) -> None:
         self._http.close()
@@ -476,21 +492,29 @@ class AsyncClient(_Base):
     """Asynchronous client (httpx.AsyncClient) with the same methods as ``Client``."""
 
     def __init__(
-        self, server: str, token: str | None = None, namespace: str = "default", *, timeout: float = 30.0
+        self,
+        server: str,
+        token: str | None = None,
+        namespace: str = "default",
+        *,
+        timeout: float = 30.0,
+        ca_data: str | None = None,
     ) -> None:
         super().__init__(server, token, namespace)
-        self._http = httpx.AsyncClient(base_url=self.server, headers=_headers(token), timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.server, headers=_headers(token), timeout=timeout, verify=_verify(ca_data)
+        )
 
     @classmethod
     def from_kubeconfig(cls, context: str | None = None, *, timeout: float = 30.0) -> AsyncClient:
         creds = credentials(context)
-        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout, ca_data=creds.ca_data)
 
     @classmethod
     def auto(cls, context: str | None = None, *, timeout: float = 30.0) -> AsyncClient:
         """In a pod: the cluster the pod runs in; elsewhere (or with ``context``): the kubeconfig's."""
         creds = auto_credentials(context)
-        return cls(creds.server, creds.token, creds.namespace, timeout=timeout)
+        return cls(creds.server, creds.token, creds.namespace, timeout=timeout, ca_data=creds.ca_data)
 
     async def aclose(self) -> None:
         await self._http.aclose()

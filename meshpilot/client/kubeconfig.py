@@ -7,6 +7,7 @@ One cluster, one user and one context per local cluster, all named ``meshpilot-<
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -32,6 +33,7 @@ class Credentials:
     server: str
     token: str | None
     namespace: str
+    ca_data: str | None = None  # PEM of the CA that signed an https server's certificate
 
 
 def _empty() -> dict[str, Any]:
@@ -88,13 +90,22 @@ def _upsert(entries: list[dict[str, Any]], name: str, key: str, value: dict[str,
 
 
 def add_cluster(
-    context: str, server: str, token: str, *, namespace: str = "default", make_current: bool = True
+    context: str,
+    server: str,
+    token: str,
+    *,
+    namespace: str = "default",
+    make_current: bool = True,
+    ca_pem: str | None = None,
 ) -> None:
     """Add or update the cluster, user and context named ``context``."""
     path = paths.kubeconfig_path()
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
     with _locked(path):
         config = load(path)
-        _upsert(config["clusters"], context, "cluster", {"server": server})
+        _upsert(config["clusters"], context, "cluster", cluster)
         _upsert(config["users"], context, "user", {"token": token})
         _upsert(
             config["contexts"],
@@ -143,11 +154,24 @@ def credentials(context: str | None = None, path: Path | None = None) -> Credent
         raise KubeconfigError(f"context {name!r} names cluster {spec.get('cluster')!r}, which has no server")
     user = _find(config["users"], str(spec.get("user", ""))) or {}
     token = (user.get("user") or {}).get("token")
+    cluster_spec = cluster["cluster"]
+    ca_data: str | None = None
+    if cluster_spec.get("certificate-authority-data"):
+        try:
+            ca_data = base64.b64decode(str(cluster_spec["certificate-authority-data"])).decode()
+        except ValueError:
+            raise KubeconfigError(f"context {name!r}: certificate-authority-data is not base64") from None
+    elif cluster_spec.get("certificate-authority"):
+        try:
+            ca_data = Path(str(cluster_spec["certificate-authority"])).read_text()
+        except OSError as exc:
+            raise KubeconfigError(f"context {name!r}: cannot read certificate-authority: {exc}") from None
     return Credentials(
         context=name,
-        server=str(cluster["cluster"]["server"]),
+        server=str(cluster_spec["server"]),
         token=str(token) if token else None,
         namespace=str(spec.get("namespace") or "default"),
+        ca_data=ca_data,
     )
 
 

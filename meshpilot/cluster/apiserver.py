@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +220,18 @@ class ApiServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str, port: int, *, sock: socket.socket | None = None) -> int:
-        """Listen on host:port (port 0 picks one), or on an already bound ``sock``; returns the port."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        sock: socket.socket | None = None,
+        secure: tuple[socket.socket, ssl.SSLContext] | None = None,
+    ) -> int:
+        """Listen on host:port (port 0 picks one), or on an already bound ``sock``; returns the port.
+
+        ``secure`` adds an HTTPS listener (a bound socket and its TLS context) serving the same API.
+        """
         # handler_cancellation: a watch or log stream whose client went away must end (and stop
         # holding a store watcher) even when no event arrives to fail a write.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2, handler_cancellation=True)
@@ -231,6 +242,8 @@ class ApiServer:
         else:
             site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
+        if secure is not None:
+            await web.SockSite(self._runner, secure[0], ssl_context=secure[1]).start()
         addresses = self._runner.addresses
         bound = int(addresses[0][1]) if addresses else port
         self.ready = True
@@ -370,7 +383,6 @@ class ApiServer:
             for v in info.versions:
                 if v not in versions:
                     versions.append(v)
-        groups.setdefault(MESHPILOT_GROUP, [MESHPILOT_VERSION])
         return groups
 
     def _group_doc(self, group: str, versions: list[str]) -> Obj:
@@ -424,7 +436,7 @@ class ApiServer:
                         "verbs": verbs,
                     }
                 )
-        if not resources and not (group == MESHPILOT_GROUP and version == MESHPILOT_VERSION):
+        if not resources:
             raise not_found_path(f"/apis/{group}/{version}" if group else f"/api/{version}")
         group_version = f"{group}/{version}" if group else version
         return {

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from typing import Any
 
@@ -107,17 +108,27 @@ async def run(info: ClusterInfo) -> int:
     # must fail without having written objects (a Service's ClusterIP) for an address plan it
     # will not get.
     try:
-        listener = socket.create_server((info.api_host, info.api_port), reuse_port=False)
+        listener = socket.create_server((info.api_host, info.api_port))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", info.api_host, info.api_port, exc)
         return EXIT_ADDRESS_IN_USE
+    secure: tuple[socket.socket, ssl.SSLContext] | None = None
+    if info.tls_cert_file.exists() and info.tls_key_file.exists():
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(info.tls_cert_file, info.tls_key_file)
+        try:
+            secure = (socket.create_server((info.api_host, info.secure_port)), context)
+        except OSError as exc:
+            listener.close()
+            log.error("cannot listen on %s:%d: %s", info.api_host, info.secure_port, exc)
+            return EXIT_ADDRESS_IN_USE
     store = Store(info.store_path)
     bootstrap(store, info)
     manager = ControllerManager(store, info)
     api = ApiServer(store, info)
     try:
         await manager.start()
-        await api.start(info.api_host, info.api_port, sock=listener)
+        await api.start(info.api_host, info.api_port, sock=listener, secure=secure)
     except BaseException:
         log.exception("daemon failed to start")
         with contextlib.suppress(Exception):
@@ -125,6 +136,8 @@ async def run(info: ClusterInfo) -> int:
         with contextlib.suppress(Exception):
             await manager.stop(stop_pods=False)
         listener.close()
+        if secure is not None:
+            secure[0].close()
         store.close()
         return 1
     info.pid_file.write_text(f"{os.getpid()}\n")

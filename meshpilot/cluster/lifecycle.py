@@ -135,7 +135,8 @@ def pick_index(taken: Iterable[int], name: str | None = None) -> int:
             owner = _claim_owner(index)
             if owner is not None and owner != (me, name):
                 continue
-            if _port_free(f"127.{index}.0.1", API_PORT):
+            host = f"127.{index}.0.1"
+            if _port_free(host, API_PORT) and _port_free(host, API_PORT + 1):
                 if name is not None:
                     _claim(index, name)
                 return index
@@ -209,6 +210,98 @@ def _create_info(name: str, mesh: bool, avoid: Iterable[int] = ()) -> ClusterInf
         api_port=API_PORT,
         mesh=mesh,
     )
+
+
+def ensure_api_certs(info: ClusterInfo) -> str:
+    """A CA and a serving certificate for the API's HTTPS port; returns the CA's PEM.
+
+    kubectl (client-go) sends bearer tokens only over TLS, so the kubeconfig points at the HTTPS
+    port and carries this CA. Generated once per cluster and kept in its state directory.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+
+    if info.ca_file.exists() and info.tls_cert_file.exists() and info.tls_key_file.exists():
+        try:
+            current = x509.load_pem_x509_certificate(info.tls_cert_file.read_bytes())
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            if ipaddress.IPv4Address(info.api_host) in san.get_values_for_type(x509.IPAddress):
+                return info.ca_file.read_text()
+        except (ValueError, x509.ExtensionNotFound):
+            pass  # unreadable or made for another address: make new ones
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"meshpilot-{info.name}-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.IPv4Address(info.api_host)),
+                    x509.DNSName("localhost"),
+                    x509.DNSName("kubernetes.default.svc"),
+                    x509.DNSName("kubernetes.default.svc.cluster.local"),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_pem = ca_cert.public_bytes(pem).decode()
+    info.state_dir.mkdir(parents=True, exist_ok=True)
+    key_bytes = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(info.tls_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_bytes)
+    info.tls_cert_file.write_bytes(cert.public_bytes(pem))
+    info.ca_file.write_text(ca_pem)
+    return ca_pem
+
+
+def _register(info: ClusterInfo) -> None:
+    """Record the cluster in the kubeconfig: its HTTPS address and CA, and its token."""
+    ca_pem = ensure_api_certs(info)
+    kubeconfig.add_cluster(info.context, info.secure_server, info.token, ca_pem=ca_pem)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -289,19 +382,22 @@ def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
         info = ClusterInfo(info.name, info.index, info.state_dir, info.token, info.api_port, mesh)
     pid = daemon_pid(info)
     if pid is not None:
-        kubeconfig.add_cluster(info.context, info.server, info.token)
+        _register(info)
         return info, f"cluster {name} is already running at {info.server} (daemon pid {pid})"
     if not created:
         with _claims_locked():
             owner = _claim_owner(info.index)
             if owner is None:
                 _claim(info.index, name)
-    if not created and not _port_free(info.api_host, info.api_port):
+    if not created and not (
+        _port_free(info.api_host, info.api_port) and _port_free(info.api_host, info.secure_port)
+    ):
         raise ClusterError(
-            f"cannot restart cluster {name}: {info.api_host}:{info.api_port} is in use by another process"
+            f"cannot restart cluster {name}: {info.api_host}:{info.api_port} or :{info.secure_port} is in use "
+            "by another process"
         )
     info.save()
-    kubeconfig.add_cluster(info.context, info.server, info.token)
+    _register(info)
     failed: list[int] = []
     while True:
         try:
@@ -316,7 +412,7 @@ def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
                 leftover.unlink()  # a brand-new cluster: nothing in it was made for the new address plan
             info = _create_info(name, mesh, failed)
             info.save()
-            kubeconfig.add_cluster(info.context, info.server, info.token)
+            _register(info)
     verb = "created" if created else "restarted"
     return info, f"cluster {name} {verb} at {info.server} (daemon pid {pid}, context {info.context})"
 

@@ -38,6 +38,27 @@ class ClusterInfo:
         return f"http://{self.api_host}:{self.api_port}"
 
     @property
+    def secure_port(self) -> int:
+        """HTTPS twin of the API port, for clients that send tokens only over TLS (kubectl)."""
+        return self.api_port + 1
+
+    @property
+    def secure_server(self) -> str:
+        return f"https://{self.api_host}:{self.secure_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "ca.crt"
+
+    @property
+    def tls_cert_file(self) -> Path:
+        return self.state_dir / "apiserver.crt"
+
+    @property
+    def tls_key_file(self) -> Path:
+        return self.state_dir / "apiserver.key"
+
+    @property
     def pod_network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(f"127.{self.index}.0.0/17")
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from meshpilot.client import ApiError, Client
 
@@ -62,11 +61,12 @@ def status_json(home: Path, name: str) -> dict[str, Any]:
 
 
 def client_for(home: Path, context: str) -> Client:
-    config = yaml.safe_load((home / "kubeconfig").read_text())
-    ctx = next(c for c in config["contexts"] if c["name"] == context)["context"]
-    server = next(c for c in config["clusters"] if c["name"] == ctx["cluster"])["cluster"]["server"]
-    token = next(u for u in config["users"] if u["name"] == ctx["user"])["user"]["token"]
-    return Client(server, token)
+    """A client configured from the kubeconfig, as a user's tools would be (HTTPS with the cluster's CA)."""
+    from meshpilot.client.kubeconfig import credentials
+
+    creds = credentials(context, path=home / "kubeconfig")
+    assert creds.server.startswith("https://") and creds.ca_data
+    return Client(creds.server, creds.token, ca_data=creds.ca_data)
 
 
 SLEEPER = {
