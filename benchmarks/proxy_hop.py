@@ -171,9 +171,10 @@ def wrk(port: int, seconds: int, connections: int, cpu: str) -> dict[str, float]
     ).stdout  # fmt: skip
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    num = r"([\d.]+(?:us|ms|s))"
+    lat = re.search(rf"^\s+Latency\s+{num}\s+{num}\s+{num}", out, re.M)
+    p50 = re.search(rf"^\s+50%\s+{num}", out, re.M)
+    p99 = re.search(rf"^\s+99%\s+{num}", out, re.M)
     assert lat and p50 and p99, out
     return {
         "requests": requests,
@@ -210,6 +211,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only-meshpilot", action="store_true", help="skip nginx (for quick profiling rounds)")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -228,6 +230,10 @@ def main() -> int:
     results: dict[str, Any] = {}
     with nginx(up_port, upstream_body, "1") as up_pids:
         results["direct"] = measure(up_port, up_pids, args.seconds, args.connections)
+        if args.only_meshpilot:
+            with meshpilot_proxy(mp_port, up_port, "0") as pids:
+                print(json.dumps(measure(mp_port, pids, args.seconds, args.connections)))
+            return 0
         with nginx(nginx_port, proxy_body, "0") as pids:
             results["nginx"] = measure(nginx_port, pids, args.seconds, args.connections)
         with meshpilot_proxy(mp_port, up_port, "0") as pids:

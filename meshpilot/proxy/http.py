@@ -21,6 +21,7 @@ import random
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -412,6 +413,8 @@ def _strict_checks(x: Exchange) -> None:
             x.request_id = value
         elif name == PEER_META:
             x.peer_header = value
+        elif name == b"expect":
+            x.expect_continue = value.lower() == b"100-continue" and not x.http10
     if te is not None:
         if cl is not None:
             raise _Reject(400, "http1.content_length_and_chunked_not_allowed")
@@ -429,114 +432,61 @@ def _strict_checks(x: Exchange) -> None:
 class Exchange:
     """One request and its response; finished exactly once (metrics, access log, pool release)."""
 
-    __slots__ = (
-        "authority",
-        "bytes_received",
-        "bytes_sent",
-        "close_after",
-        "cluster",
-        "cluster_name",
-        "conn",
-        "details",
-        "done",
-        "end_mono",
-        "extra_resp_headers",
-        "flags",
-        "head_sent",
-        "host",
-        "http10",
-        "keep_alive",
-        "method",
-        "original_target",
-        "path",
-        "peer_header",
-        "pending_body",
-        "pending_bytes",
-        "protocol",
-        "proxy",
-        "query",
-        "req_chunked",
-        "req_headers",
-        "req_length",
-        "request_done",
-        "request_end_mono",
-        "request_id",
-        "resp_chunked",
-        "resp_headers",
-        "resp_no_body",
-        "response_ops",
-        "response_start_mono",
-        "response_started",
-        "route",
-        "route_name",
-        "start_mono",
-        "start_time",
-        "started",
-        "status",
-        "target",
-        "termination",
-        "timeout",
-        "timer",
-        "upgrade_requested",
-        "upgrading",
-        "upstream",
-        "upstream_failure",
-        "upstream_host",
-        "upstream_local",
-        "upstream_start",
-        "view",
-    )
+    # Class-level defaults: creating an exchange per request sets only what differs.
+    request_end_mono = 0.0
+    response_start_mono = 0.0
+    end_mono = 0.0
+    http10 = False
+    keep_alive = True
+    close_after = False
+    req_chunked = False
+    req_length: int | None = None
+    request_done = False
+    protocol = "HTTP/1.1"
+    status = 0
+    flags = ""
+    details = ""
+    termination = ""
+    upstream_failure = ""
+    bytes_received = 0
+    bytes_sent = 0
+    route: CompiledRoute | None = None
+    route_name = ""
+    cluster: ClusterState | None = None
+    cluster_name = ""
+    host: Host | None = None
+    upstream_host = ""
+    upstream_local = ""
+    upstream: UpstreamProtocol | None = None
+    pending_bytes = 0
+    head_sent = False  # request head written upstream
+    response_started = False
+    resp_chunked = False
+    resp_no_body = False
+    response_ops: HeaderOps | None = None
+    extra_resp_headers: Sequence[tuple[bytes, bytes]] = ()
+    resp_headers: Sequence[tuple[bytes, bytes]] = ()
+    upgrading = False
+    done = False
+    started = False
+    upstream_start = 0.0
+    timer: asyncio.TimerHandle | None = None
+    timeout = 0.0
+    peer_header: bytes | None = None
+    view: RequestView | None = None
+    upgrade_requested = False
+    expect_continue = False
+    original_target: str | None = None
+    request_id: bytes | None = None
 
     def __init__(self, conn: DownstreamProtocol, method: str, url: bytes, headers: Headers) -> None:
         self.conn = conn
         self.proxy = conn.proxy
         self.method = method
         self.req_headers = headers
-        self.resp_headers: Headers = []
         self.start_time = time.time()
         self.start_mono = time.monotonic()
-        self.request_end_mono = 0.0
-        self.response_start_mono = 0.0
-        self.end_mono = 0.0
-        self.http10 = False
-        self.keep_alive = True
-        self.close_after = False
-        self.req_chunked = False
-        self.req_length: int | None = None
-        self.request_done = False
-        self.protocol = "HTTP/1.1"
-        self.status = 0
-        self.flags = ""
-        self.details = ""
-        self.termination = ""
-        self.upstream_failure = ""
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.route: CompiledRoute | None = None
-        self.route_name = ""
-        self.cluster: ClusterState | None = None
-        self.cluster_name = ""
-        self.host: Host | None = None
-        self.upstream_host = ""
-        self.upstream_local = ""
-        self.upstream: UpstreamProtocol | None = None
         self.pending_body: list[bytes] = []
-        self.pending_bytes = 0
-        self.head_sent = False  # request head written upstream
-        self.response_started = False
-        self.resp_chunked = False
-        self.resp_no_body = False
-        self.response_ops: HeaderOps | None = None
-        self.extra_resp_headers: Headers = []
-        self.upgrading = False
-        self.done = False
-        self.started = False
-        self.upstream_start = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.timeout = 0.0
-        self.peer_header: bytes | None = None
-        self.view: RequestView | None = None
-        self.upgrade_requested = False
         # request-target pieces
         target = url.decode("latin-1")
         self.authority = ""
@@ -552,8 +502,6 @@ class Exchange:
                     self.authority = v.decode("latin-1")
                     break
         self.path, _, self.query = target.partition("?")
-        self.original_target: str | None = None
-        self.request_id: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<Exchange {self.method} {self.authority}{self.target} status={self.status} flags={self.flags or '-'}>"
@@ -614,7 +562,10 @@ class Exchange:
                 self.local_reply(code, "", "redirect", b"", [(b"location", loc)])
                 return
             target = route.pick()
-            self.req_headers = target.request_ops.apply(route.request_ops.apply(self.req_headers))
+            if route.request_ops.remove or route.request_ops.add:
+                self.req_headers = route.request_ops.apply(self.req_headers)
+            if target.request_ops.remove or target.request_ops.add:
+                self.req_headers = target.request_ops.apply(self.req_headers)
             ops = route.response_ops
             if target.response_ops:
                 ops = HeaderOps(ops.remove | target.response_ops.remove, target.response_ops.add + ops.add)
@@ -679,18 +630,12 @@ class Exchange:
         ):
             self.req_headers.append((PEER_META_ID, self.proxy.node_id_bytes))
             self.req_headers.append((PEER_META, self.proxy.peer_metadata_bytes))
-        if self._expects_continue():
+        if self.expect_continue:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         pool = host.pool if host.pool is not None else self.proxy.pool_for(host, cluster)
         conn = pool.acquire(self)
         if conn is not None:
             self.attach(conn)
-
-    def _expects_continue(self) -> bool:
-        for k, v in self.req_headers:
-            if k == b"expect" and v.lower() == b"100-continue":
-                return not self.http10
-        return False
 
     def _hash_key(self, route: CompiledRoute) -> bytes | None:
         for hp in route.hash_policy:
@@ -716,12 +661,8 @@ class Exchange:
                     attrs = f"; Max-Age={int(hp.ttl)}" if hp.ttl else ""
                     if hp.path:
                         attrs += f"; Path={hp.path}"
-                    self.extra_resp_headers.append(
-                        (
-                            b"set-cookie",
-                            hp.name.encode() + b'="' + value + b'"' + attrs.encode() + b"; HttpOnly",
-                        )
-                    )
+                    cookie = hp.name.encode() + b'="' + value + b'"' + attrs.encode() + b"; HttpOnly"
+                    self.extra_resp_headers = [*self.extra_resp_headers, (b"set-cookie", cookie)]
                     return value
         return None
 
@@ -1040,7 +981,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self._status = 0
         self._skip = False  # an interim 1xx response
         self._reset_parser = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time it went back to the pool; the proxy's sweep closes stale ones
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -1199,9 +1140,6 @@ class Pool:
     def acquire(self, x: Exchange) -> UpstreamProtocol | None:
         while self.idle:
             up = self.idle.pop()
-            if up.idle_timer is not None:
-                up.idle_timer.cancel()
-                up.idle_timer = None
             if not up.closed and up.transport is not None and not up.transport.is_closing():
                 self.active.add(up)
                 return up
@@ -1251,16 +1189,18 @@ class Pool:
         if not reusable or up.closed or self.proxy.draining:
             up.close()
             return
-        up.idle_timer = self.proxy.loop.call_later(self.idle_timeout, up.close)
+        up.idle_since = self.proxy.loop.time()
         self.idle.append(up)
 
     def lost(self, up: UpstreamProtocol) -> None:
         self.active.discard(up)
         if up in self.idle:
             self.idle.remove(up)
-        if up.idle_timer is not None:
-            up.idle_timer.cancel()
-            up.idle_timer = None
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle longer than the cluster's idle_timeout (oldest sit first)."""
+        while self.idle and now - self.idle[0].idle_since >= self.idle_timeout:
+            self.idle.pop(0).close()
 
     def close(self) -> None:
         for up in list(self.idle):

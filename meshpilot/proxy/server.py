@@ -126,8 +126,12 @@ class Proxy:
         return next(self._conn_ids)
 
     def _tick(self) -> None:
-        """The Date header, refreshed once a second rather than formatted per response."""
+        """Once a second: the Date header (not formatted per response) and stale pooled connections."""
         self.date_header = f"date: {email.utils.formatdate(usegmt=True)}\r\n".encode()
+        now = self.loop.time()
+        for pool in self.pools.values():
+            if pool.idle:
+                pool.sweep(now)
         if not self.stopped.is_set():
             self.loop.call_later(1.0, self._tick)
 

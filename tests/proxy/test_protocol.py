@@ -228,3 +228,24 @@ async def test_connection_close_is_honoured(proxy):
     proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n")
     status, headers, _ = responses(t.buffer)[0]
     assert status == 418 and headers[b"connection"] == b"close" and t.closed
+
+
+async def test_pool_reuses_idle_connections_and_sweeps_stale_ones(proxy):
+    from meshpilot.proxy.http import Pool, UpstreamProtocol
+
+    pool = Pool(proxy, "127.0.0.1", 9, None)
+    pool.idle_timeout = 10.0
+    ups = []
+    for _ in range(2):
+        up = UpstreamProtocol(pool)
+        up.connection_made(MockTransport())  # type: ignore[arg-type]
+        pool.active.add(up)
+        ups.append(up)
+    assert repr(pool) == "<Pool 127.0.0.1:9 [Requests: 2 active, 0 queued | Connections: 2 active, 0 idle]>"
+    for up in ups:
+        pool.release(up, reusable=True)
+    assert repr(pool).endswith("Connections: 0 active, 2 idle]>")
+    ups[0].idle_since -= 11  # idle longer than the timeout
+    pool.sweep(proxy.loop.time())
+    assert ups[0].transport.closed and not ups[1].transport.closed and pool.idle == [ups[1]]
+    assert pool.acquire(None) is ups[1]  # type: ignore[arg-type]
