@@ -79,6 +79,44 @@ def test_service_variables_are_kubernetes_docker_links() -> None:
     assert service_env([headless]) == {}
 
 
+def test_pod_addresses_are_next_fit_and_never_reused_while_in_use() -> None:
+    from meshpilot.cluster import ipam
+
+    pods = ipam.pod_range(7)
+    first, second = pods.allocate(), pods.allocate()
+    assert (first, second) == ("127.7.1.1", "127.7.1.2")
+    pods.release(first)
+    assert pods.allocate() == "127.7.1.3", "a released address is not handed out again at once"
+    small = ipam.IPRange("127.7.1.254", "127.7.2.2")  # .255 and .0 are skipped
+    got = [small.allocate() for _ in range(3)]
+    assert got == ["127.7.1.254", "127.7.2.1", "127.7.2.2"]
+    with pytest.raises(ipam.RangeExhausted):
+        small.allocate()
+    small.release("127.7.2.1")
+    assert small.allocate() == "127.7.2.1"
+    assert ipam.service_range(7).allocate() == "127.7.128.1"
+
+
+def test_probe_thresholds_and_timing() -> None:
+    from meshpilot.cluster.probes import ProbeTracker
+
+    tracker = ProbeTracker(
+        {"initialDelaySeconds": 5, "periodSeconds": 2, "failureThreshold": 2, "successThreshold": 2},
+        started_at=100.0,
+    )
+    assert not tracker.due(104.9) and tracker.due(105.0)
+    tracker.begin(105.0)
+    assert not tracker.due(106.0), "one probe at a time"
+    assert tracker.record(True) is None, "one success of two needed"
+    assert tracker.due(107.0)
+    tracker.begin(107.0)
+    assert tracker.record(True) is True
+    tracker.begin(109.0)
+    assert tracker.record(False) is True, "one failure is within the threshold"
+    tracker.begin(111.0)
+    assert tracker.record(False) is False
+
+
 # ----------------------------------------------------------------- real processes
 
 
