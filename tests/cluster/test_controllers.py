@@ -269,3 +269,34 @@ async def test_recreate_and_undo_on_real_pods(tmp_path: Path) -> None:
             timeout=20,
             what="undo done",
         )
+
+
+async def test_replicaset_reports_pods_it_cannot_create(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        # written straight to the store (as a buggy client could): the template lacks the image
+        c.store.create(
+            REPLICASETS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {"name": "broken", "namespace": "default"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "broken"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "broken"}},
+                        "spec": {"containers": [{"name": "x"}]},
+                    },
+                },
+            },
+        )
+
+        def failure() -> dict | None:
+            conditions = (c.store.get(REPLICASETS, "default", "broken").get("status") or {}).get(
+                "conditions"
+            ) or []
+            return next((x for x in conditions if x["type"] == "ReplicaFailure"), None)
+
+        condition = await wait_for(failure, what="ReplicaFailure condition")
+        assert condition["reason"] == "FailedCreate" and "image" in condition["message"]
+        assert c.pods(selector="app=broken") == []

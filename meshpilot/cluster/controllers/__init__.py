@@ -40,6 +40,7 @@ from meshpilot.cluster.objects import (
     is_terminating,
     name_of,
     namespace_of,
+    rfc3339,
     uid_of,
 )
 from meshpilot.cluster.runtime import ProcessRuntime
@@ -268,11 +269,13 @@ class ControllerManager:
                 with contextlib.suppress(StoreError):
                     self.store.patch(PODS, ns, name_of(orphan), {"metadata": {"ownerReferences": refs}})
             plan = replicaset_logic.plan(rs, ns_pods)
+            failure = ""
             for pod in plan.create:
                 try:
                     self.create_pod(pod)
-                except Exception:
-                    log.exception("replicaset %s/%s: cannot create pod", ns, name_of(rs))
+                except Exception as exc:
+                    failure = str(exc) or repr(exc)
+                    log.warning("replicaset %s/%s: cannot create pod: %s", ns, name_of(rs), failure)
                     break
             for name in plan.delete:
                 with contextlib.suppress(NotFound):
@@ -281,6 +284,25 @@ class ControllerManager:
                 # status follows what now exists
                 pods_now, _ = self.store.list(PODS, namespace=ns)
                 plan.status = replicaset_logic.plan(rs, pods_now).status
+            old_failure = next(
+                (
+                    c
+                    for c in (rs.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "ReplicaFailure"
+                ),
+                None,
+            )
+            if failure:
+                # Kubernetes' ReplicaFailure condition: why the ReplicaSet has fewer pods than wanted
+                plan.status["conditions"] = [
+                    {
+                        "type": "ReplicaFailure",
+                        "status": "True",
+                        "reason": "FailedCreate",
+                        "message": failure[:500],
+                        "lastTransitionTime": (old_failure or {}).get("lastTransitionTime") or rfc3339(),
+                    }
+                ]
             if plan.status != rs.get("status"):
                 with contextlib.suppress(NotFound):
                     self.store.patch(
@@ -344,8 +366,6 @@ class ControllerManager:
                 if previous and previous.get("status") == cond["status"]:
                     cond["lastTransitionTime"] = previous.get("lastTransitionTime")
                 else:
-                    from meshpilot.cluster.objects import rfc3339
-
                     cond["lastTransitionTime"] = rfc3339()
             if status != old:
                 with contextlib.suppress(NotFound):
