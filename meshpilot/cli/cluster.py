@@ -61,6 +61,12 @@ def up(ctx: click.Context, name: str | None, no_mesh: bool) -> None:
     except lifecycle.ClusterError as exc:
         raise _fail(exc) from None
     click.echo(message)
+    if "created" in message:
+        from meshpilot import paths
+
+        click.echo(
+            f"kubectl works too: KUBECONFIG={paths.kubeconfig_path()} kubectl --context {info.context} get pods -A"
+        )
     if info.mesh:
         try:
             mesh = importlib.import_module("meshpilot.cli.mesh")
