@@ -40,6 +40,9 @@ class BoundRule:
 
     obj: Mapping[str, Any]
     host: str
+    # the spec in effect: the rule's own, or several rules for the host merged (see select_rule)
+    merged_spec: Mapping[str, Any] | None = None
+    merged_from: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -47,7 +50,7 @@ class BoundRule:
 
     @property
     def spec(self) -> Mapping[str, Any]:
-        return spec_of(self.obj)
+        return self.merged_spec if self.merged_spec is not None else spec_of(self.obj)
 
     @property
     def config_path(self) -> str:
@@ -121,7 +124,7 @@ def select_rule(
     then any other namespace exporting to the proxy; within a namespace an exact host beats a
     wildcard, a longer wildcard beats a shorter one, and the oldest rule wins a tie.
     """
-    best: tuple[tuple[int, int, int, tuple[str, str, str]], BoundRule] | None = None
+    ranked: list[tuple[tuple[int, int, int, tuple[str, str, str]], ParsedRule]] = []
     for rule in index.candidates(hostname):
         ns = rule.namespace
         if not exported_to(rule.export_to, ns, proxy_namespace):
@@ -134,10 +137,31 @@ def select_rule(
             0 if ns == proxy_namespace else 1 if ns == service_namespace else 2 if ns == root_namespace else 3
         )
         exact = 0 if rule.host == hostname else 1
-        rank = (tier, exact, -len(rule.host), rule.order)
-        if best is None or rank < best[0]:
-            best = (rank, BoundRule(obj=rule.obj, host=rule.host))
-    return best[1] if best else None
+        ranked.append(((tier, exact, -len(rule.host), rule.order), rule))
+    if not ranked:
+        return None
+    ranked.sort(key=lambda item: item[0])
+    first = ranked[0][1]
+    # Istio merges the rules of one namespace for the same host: subsets are added (the oldest
+    # rule's subset wins a name clash) and the oldest rule that sets a traffic policy gives it.
+    peers = [r for _, r in ranked[1:] if r.namespace == first.namespace and r.host == first.host]
+    if not peers:
+        return BoundRule(obj=first.obj, host=first.host)
+    spec = dict(spec_of(first.obj))
+    subsets = [x for x in spec.get("subsets") or () if isinstance(x, Mapping)]
+    names = {x.get("name") for x in subsets}
+    for peer in peers:
+        other = spec_of(peer.obj)
+        if "trafficPolicy" not in spec and "trafficPolicy" in other:
+            spec["trafficPolicy"] = other["trafficPolicy"]
+        for x in other.get("subsets") or ():
+            if isinstance(x, Mapping) and x.get("name") not in names:
+                subsets.append(x)
+                names.add(x.get("name"))
+    spec["subsets"] = subsets
+    return BoundRule(
+        obj=first.obj, host=first.host, merged_spec=spec, merged_from=tuple(p.obj for p in peers)
+    )
 
 
 def _port_layer(policy: Mapping[str, Any], port: int) -> dict[str, Any]:

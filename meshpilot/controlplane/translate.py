@@ -267,7 +267,8 @@ class _Builder:
             )
             self._rules[service.hostname] = bound
             if bound is not None:
-                self.deps.add(key_of("DestinationRule", bound.obj))
+                for obj in (bound.obj, *bound.merged_from):
+                    self.deps.add(key_of("DestinationRule", obj))
         return self._rules[service.hostname]
 
     def service_for(self, host: str) -> MeshService | None:

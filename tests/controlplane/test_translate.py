@@ -939,3 +939,35 @@ def test_identity_from_node_metadata_when_the_pod_is_not_known_yet() -> None:
         {"app": "late"},
     )
     assert ident.inbound_ports == ((80, 20080, ""),)
+
+
+def test_destination_rules_for_one_host_in_one_namespace_merge() -> None:
+    a = istio(
+        "DestinationRule",
+        "a",
+        "production",
+        {"host": "productcatalog", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]},
+        created="2026-01-01T00:00:00Z",
+    )
+    b = istio(
+        "DestinationRule",
+        "b",
+        "production",
+        {
+            "host": "productcatalog",
+            "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}},
+            "subsets": [
+                {"name": "v2", "labels": {"version": "v2"}},
+                {"name": "v1", "labels": {"version": "v2"}},
+            ],
+        },
+        created="2026-01-02T00:00:00Z",
+    )
+    config = gen(snapshot(destination_rules=[b, a]))
+    assert cla(config, f"outbound|8080|v1|{PC}") == [
+        ("127.1.1.10", 8080),
+        ("127.1.1.11", 8080),
+    ]  # a's v1 wins
+    assert cla(config, f"outbound|8080|v2|{PC}") == [("127.1.1.12", 8080)]
+    assert cluster(config, f"outbound|8080||{PC}")["lb_policy"] == "RANDOM"
+    assert {"DestinationRule/production/a", "DestinationRule/production/b"} <= config.dependencies
