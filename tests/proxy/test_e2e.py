@@ -748,3 +748,31 @@ def test_strict_dns_and_eds_least_request_clusters(ups):
             assert c.get("http://unknown.test/").status_code == 404  # no fallback cluster: NR
     finally:
         p.stop()
+
+
+def test_close_delimited_upstream_body_is_complete_at_eof(client):
+    """An HTTP/1.0-style upstream (no length, no chunking) ends its body by closing: not a UC."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"q" * 50000
+            )
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = client.get(f"http://127.0.0.1:{port}/eof")
+        assert r.status_code == 200 and r.content == b"q" * 50000
+        assert client.get("http://svc/").status_code == 200  # the client connection is still usable
+    finally:
+        t.join(5)
+        srv.close()
