@@ -264,3 +264,24 @@ async def test_watch_resumes_after_reopen(tmp_path: Path) -> None:
         await watch.aclose()
     finally:
         second.close()
+
+
+async def test_concurrent_writers_are_seen_in_revision_order(store: Store) -> None:
+    store.create(CM, {"metadata": {"name": "seed", "namespace": "default"}})
+    start = store.revision  # not "0", which would mean "list first, then watch"
+    watch = store.watch(CM, resource_version=str(start))
+
+    def writer(prefix: str) -> None:
+        for i in range(50):
+            store.create(CM, {"metadata": {"name": f"{prefix}-{i}", "namespace": "default"}})
+
+    threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    events = await collect(watch, 200)
+    for t in threads:
+        t.join(10)
+    revisions = [int(o["metadata"]["resourceVersion"]) for _, o in events]
+    assert revisions == sorted(revisions) and len(set(revisions)) == 200
+    assert revisions[-1] == store.revision == start + 200
+    await watch.aclose()
