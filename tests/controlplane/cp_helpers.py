@@ -311,11 +311,20 @@ def endpoints(name: str, ns: str, pods: list[dict[str, Any]], ports: list[tuple[
     }
 
 
-def istio(kind: str, name: str, ns: str, spec: dict[str, Any], created: str = "") -> dict[str, Any]:
+def istio(
+    kind: str, name: str, ns: str, spec: dict[str, Any], created: str = "", *, valid: bool = True
+) -> dict[str, Any]:
+    """An Istio networking object; unless ``valid=False`` it must pass meshpilot.api.validate, so the
+    translator is tested on config a user could actually apply."""
     meta: dict[str, Any] = {"name": name, "namespace": ns}
     if created:
         meta["creationTimestamp"] = created
-    return {"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec}
+    obj = {"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec}
+    if valid:
+        from meshpilot.api import validate
+
+        validate(obj)
+    return obj
 
 
 __all__ = ["assert_valid", "endpoints", "istio", "node_id", "pod", "resolve", "service", "target"]

@@ -556,7 +556,14 @@ def test_service_export_to_annotation_hides_it_from_other_namespaces() -> None:
 
 
 def test_invalid_virtual_service_falls_back_to_default_route_with_a_warning() -> None:
-    broken = vs([{"route": [{"destination": {}}]}])
+    # invalid per the schema (the API server would refuse it), but a translator must survive it
+    broken = istio(
+        "VirtualService",
+        "productcatalog",
+        "production",
+        {"hosts": ["productcatalog"], "http": [{"route": [{"destination": {}}]}]},
+        valid=False,
+    )
     config = gen(snapshot(virtual_services=[broken]))
     assert resolve(config, "productcatalog", 8080)["name"] == "default"  # type: ignore[index]
     assert config.warnings and "destination.host" in config.warnings[0]
