@@ -217,3 +217,88 @@ def test_proxy_status_without_istiod_is_a_clear_error(cluster: Any) -> None:
     result = cluster.cli("proxy-status", "--revision", "nonexistent")
     assert result.exit_code == 1
     assert "no running istiod pods in istio-system" in result.stderr
+
+
+def test_controlplane_process_with_a_kubeconfig_serves_and_stops_on_sigterm(
+    cluster: Any, tmp_path: Any
+) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
+    env.update(cluster.env)
+    log = tmp_path / "istiod.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "meshpilot.controlplane",
+                "--context",
+                cluster.context,
+                "--host",
+                "127.0.0.1",
+                "--xds-port",
+                "0",
+                "--debug-port",
+                "0",
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None:
+            m = re.search(r"debug on 127\.0\.0\.1:(\d+)", log.read_text())
+            if m:
+                port = int(m.group(1))
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        while httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code != 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+        assert "stopping" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_controlplane_process_without_credentials_is_one_line_exit_2(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
+    env["MESHPILOT_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshpilot.controlplane",
+            "--host",
+            "127.0.0.1",
+            "--xds-port",
+            "0",
+            "--debug-port",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
