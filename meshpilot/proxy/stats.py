@@ -135,7 +135,7 @@ class IstioMetrics:
     def record(
         self, peer: PeerKey, code: int, flags: str, duration_ms: float, req_bytes: int, resp_bytes: int
     ) -> None:
-        key = (peer, str(code), flags or "-", "-")
+        key = (peer, str(code), flags or "-", "")  # grpc_response_status: empty for plain HTTP, as Istio
         s = self._series.get(key)
         if s is None:
             s = self._series[key] = _Series()

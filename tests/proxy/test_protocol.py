@@ -249,3 +249,24 @@ async def test_pool_reuses_idle_connections_and_sweeps_stale_ones(proxy):
     pool.sweep(proxy.loop.time())
     assert ups[0].transport.closed and not ups[1].transport.closed and pool.idle == [ups[1]]
     assert pool.acquire(None) is ups[1]  # type: ignore[arg-type]
+
+
+async def test_idle_keep_alive_connection_is_closed_after_idle_timeout():
+    p = Proxy(
+        Identity("sidecar~127.0.0.1~t.default~default.svc.cluster.local", "127.0.0.1"),
+        Settings(idle_timeout=0.2),
+    )
+    await p.apply({"type.googleapis.com/envoy.config.route.v3.RouteConfiguration": [ROUTES]}, {})
+    try:
+        proto, t = connect(p)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # activity keeps it open past one idle period
+            await asyncio.sleep(0.1)
+            proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\n")
+        assert not t.closed and len(responses(t.buffer)) == 3
+        deadline = loop.time() + 3
+        while not t.closed and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert t.closed
+    finally:
+        await p.stop()
