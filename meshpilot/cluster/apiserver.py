@@ -31,7 +31,7 @@ from aiohttp import web
 
 from meshpilot.api import registry
 from meshpilot.api.errors import InvalidObject, NotServed
-from meshpilot.cluster import admission, eviction
+from meshpilot.cluster import admission, apitables, eviction
 from meshpilot.cluster.state import ClusterInfo
 from meshpilot.store import (
     AlreadyExists,
@@ -460,7 +460,10 @@ class ApiServer:
             if method == "GET":
                 if request.query.get("watch") in ("true", "1"):
                     return await self._watch(request, target)
-                return json_response(self._list(request, target))
+                listed = self._list(request, target)
+                if apitables.wants_table(request.headers.get("Accept", "")):
+                    return json_response(self._as_table(request, target, listed["items"], listed["metadata"]))
+                return json_response(listed)
             if method == "POST":
                 return await self._create(request, target)
             if method == "DELETE":
@@ -468,6 +471,9 @@ class ApiServer:
             raise ApiFailure(405, "MethodNotAllowed", f"method {method} is not supported on a collection")
         if method == "GET":
             obj = self.store.get(target.key, target.namespace, target.name)
+            if target.subresource is None and apitables.wants_table(request.headers.get("Accept", "")):
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                return json_response(self._as_table(request, target, [obj], meta))
             return json_response(present(obj, target.info, target.version))
         if method == "PUT":
             return await self._replace(request, target)
@@ -476,6 +482,15 @@ class ApiServer:
         if method == "DELETE" and target.subresource is None:
             return await self._delete(request, target)
         raise ApiFailure(405, "MethodNotAllowed", f"method {method} is not supported here")
+
+    def _as_table(self, request: web.Request, target: Target, items: list[Obj], metadata: Obj) -> Obj:
+        shown = [present(i, target.info, target.version) for i in items]
+        result = apitables.table(
+            target.key, shown, str(metadata.get("resourceVersion", "")), request.query.get("includeObject")
+        )
+        if metadata.get("continue"):
+            result["metadata"]["continue"] = metadata["continue"]
+        return result
 
     def _list(self, request: web.Request, target: Target) -> Obj:
         items, rv = self.store.list(
@@ -516,6 +531,7 @@ class ApiServer:
         field_selector = request.query.get("fieldSelector")
         timeout_text = request.query.get("timeoutSeconds")
         timeout = float(timeout_text) if timeout_text else None
+        as_table = apitables.wants_table(request.headers.get("Accept", ""))
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -532,7 +548,11 @@ class ApiServer:
         try:
             async with asyncio.timeout(timeout):
                 async for type_, obj in watch:
-                    event: Obj = {"type": type_, "object": present(obj, target.info, target.version)}
+                    shown = present(obj, target.info, target.version)
+                    if as_table:
+                        rv = str(obj["metadata"].get("resourceVersion", ""))
+                        shown = apitables.table(target.key, [shown], rv, request.query.get("includeObject"))
+                    event: Obj = {"type": type_, "object": shown}
                     await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
         except StoreError as exc:
             event = {"type": "ERROR", "object": from_store_error(exc).status()}

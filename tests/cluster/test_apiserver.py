@@ -418,3 +418,69 @@ def test_deleting_a_namespace_deletes_its_contents(client: Client) -> None:
     with pytest.raises(ApiError) as protected:
         client.delete("namespaces", "default")
     assert protected.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (200, "3m20s"),
+        (240, "4m"),
+        (47 * 60, "47m"),
+        (5 * 3600 + 180, "5h3m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
+        (200 * 86400, "200d"),
+    ],
+)
+def test_human_duration_matches_kubernetes(seconds: int, text: str) -> None:
+    from meshpilot.cluster.apitables import human_duration
+
+    assert human_duration(seconds) == text
+
+
+def test_tables_for_kubectl_get(client: Client) -> None:
+    name = unique("tbl")
+    client.create(ready_pod(name, name))
+    client.patch(
+        "pods",
+        name,
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": "127.1.1.9",
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": True,
+                        "restartCount": 2,
+                        "image": "local",
+                        "imageID": "",
+                        "state": {"running": {}},
+                    }
+                ],
+            }
+        },
+        subresource="status",
+    )
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    body = client.request(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        params={"labelSelector": f"app={name}"},
+        headers={"Accept": accept},
+    ).json()
+    assert body["kind"] == "Table"
+    assert [c["name"] for c in body["columnDefinitions"]][:5] == [
+        "Name",
+        "Ready",
+        "Status",
+        "Restarts",
+        "Age",
+    ]
+    assert body["rows"][0]["cells"][:4] == [name, "1/1", "Running", 2]
+    assert body["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    one = client.request("GET", f"/api/v1/namespaces/default/pods/{name}", headers={"Accept": accept}).json()
+    assert one["rows"][0]["cells"][0] == name
+    client.delete("pods", name, grace_period_seconds=0)

@@ -77,6 +77,11 @@ spec:
     vs = json.loads(kubectl(cluster, "get", "vs", "productcatalog", "-n", ns, "-o", "json").stdout)
     assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [90, 10]
 
+    table = kubectl(cluster, "get", "vs,svc", "-n", ns)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.split()[:4] == ["NAME", "GATEWAYS", "HOSTS", "AGE"]  # Istio's printer columns
+    assert "[productcatalog]" in table.stdout
+
     bad = manifest.replace("weight: 10", "weight: ten")
     refused = kubectl(cluster, "apply", "--validate=false", "-f", "-", input=bad)
     assert refused.returncode != 0
