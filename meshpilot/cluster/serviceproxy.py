@@ -19,7 +19,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshpilot import tasks
@@ -33,7 +33,6 @@ log = logging.getLogger("meshpilot.cluster.serviceproxy")
 
 CONNECT_TIMEOUT = 1.0
 FAILED_FOR = 2.0  # seconds an endpoint that refused is tried only after the others
-CHUNK = 256 * 1024
 
 PortKey = tuple[str, str, str]  # (namespace, service, port name)
 
@@ -131,8 +130,8 @@ class ServiceProxy:
             if addr in self._listeners:
                 continue
             try:
-                server = await asyncio.start_server(
-                    self._handler(key, addr), host=addr[0], port=addr[1], reuse_address=True
+                server = await asyncio.get_running_loop().create_server(
+                    self._factory(key, addr[0]), host=addr[0], port=addr[1], reuse_address=True
                 )
             except OSError as exc:
                 log.warning(
@@ -141,9 +140,8 @@ class ServiceProxy:
                 continue
             self._listeners[addr] = _Listener(key, server)
 
-    async def _connect(
-        self, key: PortKey, source: str
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def connect(self, key: PortKey, source: str) -> socket.socket | None:
+        """A socket connected to the next endpoint that accepts, bound to ``source``; None if none does."""
         backends = list(self.backends.get(key) or [])
         if not backends:
             return None
@@ -162,43 +160,25 @@ class ServiceProxy:
             try:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setblocking(False)
                 sock.bind((source, 0))
                 await asyncio.wait_for(
                     asyncio.get_running_loop().sock_connect(sock, (host, port)), CONNECT_TIMEOUT
                 )
                 self._failed.pop((host, port), None)
-                return await asyncio.open_connection(sock=sock)
+                return sock
             except (OSError, TimeoutError) as exc:
                 sock.close()
                 self._failed[(host, port)] = time.monotonic() + FAILED_FOR
                 log.debug("service %s/%s: endpoint %s:%d failed: %s", key[0], key[1], host, port, exc)
         return None
 
-    def _handler(
-        self, key: PortKey, addr: tuple[str, int]
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._handle(reader, writer, key, addr)
+    def _factory(self, key: PortKey, source: str) -> Callable[[], asyncio.Protocol]:
+        def make() -> asyncio.Protocol:
+            return _Downstream(self, key, source)
 
-        return handle
-
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: PortKey, addr: tuple[str, int]
-    ) -> None:
-        self.active += 1
-        try:
-            upstream = await self._connect(key, addr[0])
-            if upstream is None:
-                return
-            up_reader, up_writer = upstream
-            try:
-                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
-            finally:
-                up_writer.close()
-        finally:
-            self.active -= 1
-            writer.close()
+        return make
 
     async def stop(self) -> None:
         for task in self._watches:
@@ -216,16 +196,105 @@ class ServiceProxy:
         self._listeners.clear()
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy one direction until EOF, then half-close (so request/response protocols finish)."""
-    try:
-        while True:
-            data = await reader.read(CHUNK)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
+class _Side(asyncio.Protocol):
+    """One end of a proxied connection; bytes received go to ``peer``, with flow control both ways:
+    when a side's outgoing buffer fills, the other side stops reading until it drains."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.eof = False
+        self.closed = False
+        self.pending: list[bytes] = []  # bytes that arrived before the other side existed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def link(self, peer: _Side) -> None:
+        """Connect the two sides and hand over whatever arrived before."""
+        self.peer = peer
+        if self.pending and peer.transport is not None:
+            peer.transport.writelines(self.pending)
+        self.pending = []
+        if self.eof:
+            self.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is None:
+            return True
+        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        if peer is not None and peer.eof:
+            self.close()
+            peer.close()
+            return False
+        return True  # half-closed: the other direction may still carry the response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.peer is not None:
+            self.peer.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
+            self.peer.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class _Downstream(_Side):
+    """The client's connection to ClusterIP:port: reading waits until an endpoint accepted."""
+
+    def __init__(self, proxy: ServiceProxy, key: PortKey, source: str) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.key = key
+        self.source = source
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.proxy.active += 1
+        tasks.spawn(self._link(), name=f"serviceproxy: connect {self.key[0]}/{self.key[1]}")
+
+    async def _link(self) -> None:
+        sock = await self.proxy.connect(self.key, self.source)
+        if sock is None or self.closed:
+            if sock is not None:
+                sock.close()
+            self.close()
+            return
+        upstream = _Side()
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: upstream, sock=sock)
+        except OSError:
+            sock.close()
+            self.close()
+            return
+        upstream.link(self)
+        self.link(upstream)
+        if self.closed:
+            upstream.close()
+            return
+        assert self.transport is not None
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.proxy.active -= 1
+        super().connection_lost(exc)

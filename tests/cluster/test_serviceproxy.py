@@ -175,3 +175,48 @@ async def test_endpoint_changes_keep_established_connections(tmp_path: Path) -> 
             await asyncio.sleep(0.05)
         a.close()
         b.close()
+
+
+async def test_large_transfers_and_half_close_pass_through(tmp_path: Path) -> None:
+    """20 MB each way, and a server that answers only after the client half-closed (as a
+    request/response protocol with no length would)."""
+    async with proxy_env(tmp_path) as (store, proxy, n):
+        received = bytearray()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while chunk := await reader.read(1 << 16):
+                received.extend(chunk)
+            writer.write(b"x" * (20 << 20))  # answer after the client's EOF
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, f"127.{n}.1.30", 0)
+        cluster_ip = f"127.{n}.128.9"
+        store.create(
+            SERVICES,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "bulk", "namespace": "default"},
+                "spec": {
+                    "clusterIP": cluster_ip,
+                    "selector": {"app": "bulk"},
+                    "ports": [{"name": "tcp", "port": 7002}],
+                },
+            },
+        )
+        store.create(ENDPOINTS, endpoints("bulk", [(f"127.{n}.1.30", server.sockets[0].getsockname()[1])]))
+        await wait_for(lambda: proxy.backends.get(("default", "bulk", "tcp")), what="backends")
+        reader, writer = await asyncio.open_connection(cluster_ip, 7002)
+        payload = bytes(range(256)) * (80 << 10)  # 20 MiB
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        got = 0
+        while chunk := await asyncio.wait_for(reader.read(1 << 16), 10):
+            got += len(chunk)
+        writer.close()
+        assert bytes(received) == payload
+        assert got == 20 << 20
+        await wait_for(lambda: proxy.active == 0, what="connection accounted as closed")
+        server.close()
