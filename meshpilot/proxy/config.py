@@ -22,7 +22,6 @@ from meshpilot.xds.types import (
     Cluster,
     ClusterLoadAssignment,
     Listener,
-    RouteConfiguration,
 )
 
 PASSTHROUGH: Final = "PassthroughCluster"
@@ -296,7 +295,3 @@ def static_resources(bootstrap: dict[str, Any]) -> dict[str, list[Any]]:
             raise ConfigError(f"static_resources.{key}: expected a list")
         out[type_url] = v
     return out
-
-
-def route_configs(snap: Snapshot) -> list[RouteConfiguration]:
-    return list(snap.resources.get(ROUTE_TYPE, []))

@@ -18,7 +18,6 @@ import errno
 import json
 import logging
 import random
-import socket
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -713,8 +712,6 @@ class Exchange:
                 self.conn.flow.resume("connecting")
         if self.request_done:
             self._finish_request_upstream()
-        if self.upgrading and self.conn.tunnel_buffer:
-            pass  # sent once the upstream answers 101
 
     def request_body(self, chunk: bytes) -> None:
         self.bytes_received += len(chunk)
@@ -1240,12 +1237,3 @@ def decode_peer_metadata(value: bytes) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {}
     return meta if isinstance(meta, dict) else {}
-
-
-def tcp_nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -585,16 +585,3 @@ def split_target(target: str) -> tuple[str, str]:
     """Request-target -> (path, query)."""
     path, _, query = target.partition("?")
     return path, query
-
-
-def all_clusters(tables: Sequence[RouteTable]) -> set[str]:
-    """Cluster names a route table refers to (for the admin page and for tests)."""
-    out: set[str] = set()
-    for t in tables:
-        vhs = [*t.exact.values(), *(v for _, v in t.suffixes), *(v for _, v in t.prefixes)]
-        if t.default is not None:
-            vhs.append(t.default)
-        for vh in vhs:
-            for r in vh.routes:
-                out.update(tg.cluster for tg in r.targets)
-    return out

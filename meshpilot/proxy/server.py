@@ -499,9 +499,6 @@ class Proxy:
             ]
         }
 
-    def summary(self) -> str:
-        return json.dumps({"pools": [repr(p) for p in self.pools.values()], "listeners": self.bound})
-
 
 def identity_from_env(env: dict[str, str] | None = None) -> Identity:
     """Istio's sidecar environment: POD_NAME, POD_NAMESPACE, INSTANCE_IP, ISTIO_META_*, ISTIO_METAJSON_*."""

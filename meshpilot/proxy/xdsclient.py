@@ -21,7 +21,6 @@ from meshpilot.xds.types import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
-    PUSH_ORDER,
     ROUTE_TYPE,
     SHORT_NAMES,
     DiscoveryRequest,
@@ -203,4 +202,4 @@ class XdsClient:
         await w.drain()
 
 
-__all__ = ["PUSH_ORDER", "SUBSCRIBED", "XdsClient"]
+__all__ = ["SUBSCRIBED", "XdsClient"]

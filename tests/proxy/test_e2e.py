@@ -6,7 +6,6 @@ Topology (module scope):  client --HTTP_PROXY--> src sidecar (outbound) --> upst
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import threading
@@ -17,7 +16,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_harness import ProxyProcess, free_port, node, static_cluster
-from proxy_upstream import Upstream, start_upstream
+from proxy_upstream import start_upstream
 
 from meshpilot.proxy.accesslog import parse_text_line
 
@@ -676,9 +675,6 @@ def _drain_chunked(s: socket.socket) -> int:
             buf += chunk
         total += n
         buf = buf[n + 2 :]
-
-
-_ = (json, Upstream)
 
 
 def test_strict_dns_and_eds_least_request_clusters(ups):
