@@ -484,3 +484,24 @@ def test_tables_for_kubectl_get(client: Client) -> None:
     one = client.request("GET", f"/api/v1/namespaces/default/pods/{name}", headers={"Accept": accept}).json()
     assert one["rows"][0]["cells"][0] == name
     client.delete("pods", name, grace_period_seconds=0)
+
+
+def test_list_pagination_with_limit_and_continue(client: Client, lk: Any) -> None:
+    label = unique("page")
+    for i in range(5):
+        client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{label}-{i}", "labels": {"page": label}},
+            }
+        )
+    first = client.request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        params={"labelSelector": f"page={label}", "limit": "2"},
+    ).json()
+    assert len(first["items"]) == 2 and first["metadata"]["continue"]
+    # lightkube follows the continue tokens itself
+    names = [c.metadata.name for c in lk.list(ConfigMap, labels={"page": label}, chunk_size=2)]
+    assert names == [f"{label}-{i}" for i in range(5)]
