@@ -228,3 +228,29 @@ def test_index_claimed_by_a_stopped_cluster_of_another_home_is_not_reused(
     old = time.time() - 3600
     os.utime(claim, (old, old))
     assert lifecycle._claim_owner(first.index) is None
+
+
+def test_down_after_a_daemon_crash_kills_the_orphaned_pods(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    name = "orphans"
+    daemon_pid = None
+    pod_pid = None
+    try:
+        assert meshpilot(home, "cluster", "up", "--name", name, "--no-mesh").returncode == 0
+        daemon_pid = int(status_json(home, name)["pid"])
+        client = client_for(home, f"meshpilot-{name}")
+        client.create(SLEEPER)
+        pod_pid = wait_for(lambda: container_pid(client), 30, "the pod's process")
+        client.close()
+        os.kill(daemon_pid, signal.SIGKILL)
+        wait_for(lambda: not alive(daemon_pid), 10, "the daemon to die")
+        assert alive(pod_pid)
+        down = meshpilot(home, "cluster", "down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert "killed 1 leftover pod process" in down.stdout
+        assert not alive(pod_pid)
+    finally:
+        if daemon_pid and alive(daemon_pid):
+            meshpilot(home, "cluster", "down", "--name", name)
+        if pod_pid and alive(pod_pid):
+            os.kill(pod_pid, signal.SIGKILL)
