@@ -194,7 +194,9 @@ def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[
     lat = wrk(port, max(2, seconds // 2), 1, "1")
     rss = sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p))
     if load["errors"] or lat["errors"]:
-        raise RuntimeError(f"port {port}: {load['errors'] + lat['errors']} non-2xx responses; the setup is wrong")
+        raise RuntimeError(
+            f"port {port}: {load['errors'] + lat['errors']} non-2xx responses; the setup is wrong"
+        )
     return {
         "rps": round(load["rps"]),
         "errors": load["errors"],
