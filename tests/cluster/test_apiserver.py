@@ -505,3 +505,21 @@ def test_list_pagination_with_limit_and_continue(client: Client, lk: Any) -> Non
     # lightkube follows the continue tokens itself
     names = [c.metadata.name for c in lk.list(ConfigMap, labels={"page": label}, chunk_size=2)]
     assert names == [f"{label}-{i}" for i in range(5)]
+
+
+def test_reapplying_the_examples_changes_nothing(client: Client, apiserver: Any) -> None:
+    from pathlib import Path
+
+    from meshpilot.api import load_objects
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    items = []
+    for path in sorted(examples.glob("*.yaml")):
+        items.extend(load_objects(path.read_text(), str(path)))
+    first = client.apply(items)
+    assert {r["result"] for r in first} <= {"created", "configured", "unchanged"}
+    again = client.apply(items)
+    assert [(r["kind"], r["name"], r["result"]) for r in again if r["result"] != "unchanged"] == []
+    # a Service keeps its ClusterIP across re-applies
+    services = [r for r in again if r["kind"] == "Service"]
+    assert services and all(r["object"]["spec"].get("clusterIP") for r in services)
