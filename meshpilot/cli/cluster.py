@@ -124,6 +124,9 @@ def list_(output: str) -> None:
     if output == "json":
         click.echo(lifecycle.to_json(statuses))
         return
+    if not statuses:
+        click.echo("no clusters (create one with `meshpilot cluster up`)")
+        return
     try:
         current = kubeconfig.load().get("current-context")
     except kubeconfig.KubeconfigError:
