@@ -12,7 +12,9 @@ I/O part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -197,12 +199,14 @@ async def _exec(action: Obj, env: dict[str, str], cwd: str | None, timeout: floa
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        try:
-            os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        await proc.wait()
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        # never leave the command (or its transport) behind, even when the probe is cancelled
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(proc.communicate(), 2.0)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         return False, f"command timed out after {timeout:g}s"
     text = out.decode(errors="replace").strip()[-200:]
     if proc.returncode == 0:

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -440,11 +440,12 @@ class ContainerRun:
     readiness: ProbeTracker | None = None
     was_ready: bool = False
     killing: bool = False
+    post_start_pending: bool = False  # the postStart hook runs: no probes, not ready yet
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        if self.proc is None or self.init or "running" not in self.state:
+        if self.proc is None or self.init or "running" not in self.state or self.post_start_pending:
             return False
         if self.startup is not None and self.startup.passing is not True:
             return False
@@ -656,6 +657,44 @@ class PodWorker:
         run.killing = False
         self._new_trackers(run)
         log.info("started %s/%s container %s: pid %d", self.namespace, self.name, run.name, run.proc.pid)
+        hook = (container.get("lifecycle") or {}).get("postStart")
+        if hook and not run.init:
+            run.post_start_pending = True
+            self._spawn(
+                self._post_start(run, run.proc, hook), f"postStart {self.namespace}/{self.name}/{run.name}"
+            )
+
+    async def _post_start(self, run: ContainerRun, proc: Proc, hook: Obj) -> None:
+        """Kubernetes' postStart: runs right after the start; a failure kills the container."""
+        ok, message = await self._run_hook(run, hook, time.monotonic() + float(self.grace_period or 30))
+        if run.proc is not proc:
+            return
+        run.post_start_pending = False
+        if not ok:
+            self._kill_for_restart(run, f"postStart hook failed: {message}")
+        self.wake.set()
+
+    async def _run_hook(self, run: ContainerRun, hook: Obj, deadline: float) -> tuple[bool, str]:
+        remaining = max(0.0, deadline - time.monotonic())
+        if "exec" in hook:
+            spec = {"exec": hook["exec"], "timeoutSeconds": remaining}
+            return await run_probe(
+                spec, pod_ip=self.pod_ip, ports={}, env=run.env, cwd=run.spec.get("workingDir")
+            )
+        if "httpGet" in hook:
+            spec = {"httpGet": hook["httpGet"], "timeoutSeconds": remaining}
+            return await run_probe(
+                spec, pod_ip=self.pod_ip, ports=container_ports(run.spec), env=run.env, cwd=None
+            )
+        if "tcpSocket" in hook:
+            spec = {"tcpSocket": hook["tcpSocket"], "timeoutSeconds": remaining}
+            return await run_probe(
+                spec, pod_ip=self.pod_ip, ports=container_ports(run.spec), env=run.env, cwd=None
+            )
+        if "sleep" in hook:
+            await asyncio.sleep(min(remaining, float(hook["sleep"].get("seconds") or 0)))
+            return True, "slept"
+        return False, "hook has no handler"
 
     # ---- exits and restarts
 
@@ -728,7 +767,20 @@ class PodWorker:
                 await asyncio.sleep(0.05)
             proc.signal(signal.SIGKILL)
 
-        tasks.spawn(finish(), name=f"kill {self.namespace}/{self.name}/{run.name}")
+        self._spawn(finish(), f"kill {self.namespace}/{self.name}/{run.name}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A helper task of this pod (probe, hook, kill timer): tracked so stopping can end it."""
+        task = tasks.spawn(coro, name=name)
+        self.probe_tasks.add(task)
+        task.add_done_callback(self.probe_tasks.discard)
+
+    async def end_helpers(self) -> None:
+        helpers = list(self.probe_tasks)
+        for task in helpers:
+            task.cancel()
+        if helpers:
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     # ---- probes
 
@@ -751,12 +803,10 @@ class PodWorker:
                 self._kill_for_restart(run, f"{kind} probe failed: {message}")
             self.wake.set()
 
-        task = tasks.spawn(go(), name=f"{kind} probe {self.namespace}/{self.name}/{run.name}")
-        self.probe_tasks.add(task)
-        task.add_done_callback(self.probe_tasks.discard)
+        self._spawn(go(), f"{kind} probe {self.namespace}/{self.name}/{run.name}")
 
     def _run_probes(self, run: ContainerRun, now: float) -> None:
-        if run.proc is None or run.proc.exited or run.killing:
+        if run.proc is None or run.proc.exited or run.killing or run.post_start_pending:
             return
         if run.startup is not None and run.startup.passing is not True:
             if run.startup.due(now):
@@ -891,27 +941,14 @@ class PodWorker:
 
     async def _pre_stop(self, run: ContainerRun, deadline: float) -> None:
         hook = (run.spec.get("lifecycle") or {}).get("preStop") or {}
-        remaining = max(0.0, deadline - time.monotonic())
-        if not hook or remaining <= 0:
+        if not hook or deadline <= time.monotonic():
             return
         try:
-            if "exec" in hook:
-                await run_probe(
-                    {"exec": hook["exec"], "timeoutSeconds": remaining},
-                    pod_ip=self.pod_ip,
-                    ports={},
-                    env=run.env,
-                    cwd=run.spec.get("workingDir"),
-                )
-            elif "httpGet" in hook:
-                spec = {"httpGet": hook["httpGet"], "timeoutSeconds": remaining}
-                await run_probe(
-                    spec, pod_ip=self.pod_ip, ports=container_ports(run.spec), env=run.env, cwd=None
-                )
-            elif "sleep" in hook:
-                await asyncio.sleep(min(remaining, float(hook["sleep"].get("seconds") or 0)))
-        except Exception as exc:
-            log.warning("%s/%s preStop hook of %s failed: %r", self.namespace, self.name, run.name, exc)
+            ok, message = await self._run_hook(run, hook, deadline)
+        except Exception as exc:  # a failing hook must not stop the termination
+            ok, message = False, repr(exc)
+        if not ok:
+            log.warning("%s/%s preStop hook of %s failed: %s", self.namespace, self.name, run.name, message)
 
     async def _shutdown(self, *, grace: float | None = None, deadline: float | None = None) -> None:
         """SIGTERM every container process, wait until ``deadline``, SIGKILL what is left, reap."""
@@ -1087,8 +1124,7 @@ class ProcessRuntime:
             if worker.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker.task
-            for task in list(worker.probe_tasks):
-                task.cancel()
+            await worker.end_helpers()
         if stop_pods:
             await asyncio.gather(*(w._shutdown(grace=min(w.grace_period, STOP_GRACE_CAP)) for w in workers))
         self.workers.clear()

@@ -461,3 +461,32 @@ async def test_processes_left_by_an_exited_container_are_killed(tmp_path: Path) 
         child = int(text.split()[1])
         await wait_for(lambda: c.pod("leaver")["status"]["phase"] == "Succeeded", what="Succeeded")
         await wait_for(lambda: not alive(child), what="the child killed with its container")
+
+
+async def test_post_start_hook_runs_before_ready_and_a_failing_one_restarts(tmp_path: Path) -> None:
+    marker = tmp_path / "post-started"
+    async with local_cluster(tmp_path) as c:
+        hook = {
+            "exec": {
+                "command": [
+                    "python",
+                    "-c",
+                    f"import time; time.sleep(0.5); open({str(marker)!r}, 'w').write('x')",
+                ]
+            }
+        }
+        c.apply(pod_manifest("hooked", [app_container(lifecycle={"postStart": hook})]))
+        await wait_for(lambda: c.pod("hooked")["status"]["containerStatuses"][0]["ready"], what="ready")
+        assert marker.exists(), "ready only after postStart finished"
+        bad = {"exec": {"command": ["python", "-c", "raise SystemExit(1)"]}}
+        c.apply(
+            pod_manifest(
+                "badhook", [app_container(lifecycle={"postStart": bad})], terminationGracePeriodSeconds=2
+            )
+        )
+        await wait_for(
+            lambda: c.pod("badhook")["status"]["containerStatuses"][0]["restartCount"] >= 1,
+            timeout=20,
+            what="restart",
+        )
+        assert not c.pod("badhook")["status"]["containerStatuses"][0]["ready"]
