@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from meshpilot import tasks
 from meshpilot.cluster.informer import watch_forever
@@ -208,8 +209,8 @@ class _Side(asyncio.Protocol):
         self.pending: list[bytes] = []  # bytes that arrived before the other side existed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check here
+        self.transport = cast(asyncio.Transport, transport)
 
     def link(self, peer: _Side) -> None:
         """Connect the two sides and hand over whatever arrived before."""
