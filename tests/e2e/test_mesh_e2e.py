@@ -376,6 +376,22 @@ def test_sidecar_metrics_count_exactly_the_requests_sent(mesh: Mesh) -> None:
     expected = Counter({("200", "-"): 37, ("404", "-"): 11})
     assert src1 - src0 == expected
     assert dst1 - dst0 == expected
+    # both reporters agree on the identities and the cluster of either end
+    for pod, reporter in [(frontend, "source"), *((p, "destination") for p in catalog)]:
+        for s in parse(mesh.scrape(pod))["istio_requests"].samples:
+            labels = s.labels
+            if (
+                labels["reporter"] != reporter
+                or labels["destination_service"] != CATALOG_HOST
+                or labels["response_flags"] != "-"  # e.g. NR (no route: no upstream workload)
+            ):
+                continue
+            assert labels["source_workload"] == "frontend"
+            assert labels["source_app"] == "frontend" and labels["source_version"] == "v1"
+            assert labels["destination_workload"] in ("productcatalog-v1", "productcatalog-v2")
+            assert labels["destination_service_name"] == "productcatalog"
+            assert labels["destination_service_namespace"] == "production"
+            assert labels["source_cluster"] == labels["destination_cluster"] == mesh.name, labels
     # Istio's other standard metrics exist with the same labels and the histogram's buckets
     families = parse(mesh.scrape(frontend))
     for name in ("istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"):
@@ -498,3 +514,157 @@ def test_istiod_killed_during_traffic_then_proxies_resync(mesh: Mesh, subsets: N
     mesh.apply(split_vs(0, 100))
     wait_routes(mesh, f'"name": "outbound|80|v2|{CATALOG_HOST}", "weight": 100', timeout=10)
     assert {r.version for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", n=20)} == {"v2"}
+
+
+# --- rejected config, consistent hashing, header edits, access log ---------------------------------
+
+
+def test_config_the_proxy_rejects_is_nacked_and_old_routes_keep_serving(mesh: Mesh, subsets: None) -> None:
+    mesh.apply(split_vs(100, 0))
+    wait_routes(mesh, '"weight": 100', f"outbound|80|v1|{CATALOG_HOST}")
+    good_routes = mesh.routes_of(mesh.frontend)
+    mesh.apply(
+        f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: productcatalog, namespace: production}}
+spec:
+  hosts: [{CATALOG_HOST}]
+  http:
+  - match: [{{uri: {{regex: "/api/(["}}}}]
+    route: [{{destination: {{host: {CATALOG_HOST}, subset: v2}}}}]
+  - route: [{{destination: {{host: {CATALOG_HOST}, subset: v2}}}}]
+"""
+    )
+    target = f"{mesh.frontend['metadata']['name']}.frontend"
+
+    def nacked() -> bool:
+        entry = next(e for e in mesh.syncz() if target in e["proxy"])
+        rds = entry["types"]["rds"]
+        return bool(rds["nacked_nonce"]) and "regex" in rds["error"]
+
+    wait_for("the frontend sidecar to NACK the routes", nacked, timeout=10)
+    assert mesh.proxy_status()[target][4].startswith("STALE")  # RDS
+    assert mesh.routes_of(mesh.frontend) == good_routes  # the last good config, untouched
+    assert {r.version for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", n=30)} == {"v1"}
+    # a fixed config is accepted and every proxy is SYNCED again
+    mesh.apply(split_vs(0, 100))
+    wait_routes(mesh, f'"name": "outbound|80|v2|{CATALOG_HOST}", "weight": 100')
+    assert {r.version for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", n=30)} == {"v2"}
+
+
+def test_consistent_hash_keeps_a_header_value_on_one_pod(mesh: Mesh) -> None:
+    mesh.apply(
+        f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: productcatalog, namespace: production}}
+spec:
+  host: {CATALOG_HOST}
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {{httpHeaderName: x-user}}
+"""
+    )
+    try:
+        wait_routes(mesh, "x-user")
+        pods_per_user = {
+            user: {r.pod for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", 15, {"x-user": user}, 3)}
+            for user in (f"user-{i}" for i in range(12))
+        }
+        assert all(len(pods) == 1 for pods in pods_per_user.values()), pods_per_user
+        # and the users spread over the pods: 12 users on one of 3 pods would be a broken hash
+        assert len(set().union(*pods_per_user.values())) >= 2, pods_per_user
+    finally:
+        mesh.delete("destinationrules.networking.istio.io", "productcatalog", "production")
+        wait_routes(mesh, CATALOG_HOST, absent=("x-user",))
+
+
+def test_redirect_and_header_edits(mesh: Mesh, subsets: None) -> None:
+    mesh.apply(
+        f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: productcatalog, namespace: production}}
+spec:
+  hosts: [{CATALOG_HOST}]
+  http:
+  - match: [{{uri: {{prefix: /old/}}}}]
+    redirect: {{uri: /api/products, authority: shop.example, redirectCode: 308}}
+  - route:
+    - destination: {{host: {CATALOG_HOST}, subset: v2}}
+      headers:
+        response: {{set: {{x-served-by: mesh-v2}}, remove: [x-pod-name]}}
+    headers:
+      request: {{set: {{traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01}}}}
+      response: {{add: {{x-route: canary}}}}
+"""
+    )
+    wait_routes(mesh, "redirect", "x-served-by")
+    import asyncio
+
+    import aiohttp
+
+    async def fetch(path: str) -> tuple[int, dict[str, str]]:
+        async with (
+            aiohttp.ClientSession(trust_env=False) as session,
+            session.get(f"{CATALOG}{path}", proxy=mesh.frontend_proxy, allow_redirects=False) as resp,
+        ):
+            await resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}
+
+    status, headers = asyncio.run(fetch("/old/anything"))
+    assert status == 308 and headers["location"] == "http://shop.example/api/products", headers
+    status, headers = asyncio.run(fetch("/api/products"))
+    assert status == 200 and headers["x-version"] == "v2"
+    assert headers["x-served-by"] == "mesh-v2" and headers["x-route"] == "canary"
+    assert "x-pod-name" not in headers
+    # the request header set by the route reached the app (it echoes trace headers back)
+    assert headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_access_log_lines_parse_back_into_their_fields(mesh: Mesh) -> None:
+    from meshpilot.proxy.accesslog import parse_text_line
+
+    cm = mesh.client.get(("", "configmaps"), "istio", ISTIO)
+    original = cm["data"]["mesh"]
+    turned_on = original.replace('accessLogFile: ""', "accessLogFile: /dev/stdout")
+    assert turned_on != original, original
+    mesh.client.patch(("", "configmaps"), "istio", {"data": {"mesh": turned_on}}, ISTIO)
+    frontend = mesh.frontend
+    log = (
+        mesh.home
+        / "clusters"
+        / mesh.name
+        / "pods"
+        / "frontend"
+        / frontend["metadata"]["name"]
+        / "istio-proxy.log"
+    )
+    try:
+        wait_for(
+            "access logging in the frontend sidecar's listeners",
+            lambda: "/dev/stdout" in json.dumps(mesh.config_dump(frontend)),
+            timeout=10,
+        )
+        request_id = f"e2e-access-log-{time.monotonic_ns()}"
+        reply = get(mesh.frontend_proxy, f"{CATALOG}/products?probe=1", {"x-request-id": request_id})
+        assert reply.status == 200
+
+        def line() -> str | None:
+            return next((ln for ln in log.read_text().splitlines() if request_id in ln), None)
+
+        fields = parse_text_line(wait_for("the access log line", line, timeout=5))
+        assert fields["REQ(:METHOD)"] == "GET"
+        assert fields["REQ(X-ENVOY-ORIGINAL-PATH?:PATH)"] == "/products?probe=1"
+        assert fields["RESPONSE_CODE"] == "200" and fields["RESPONSE_FLAGS"] == "-"
+        assert fields["REQ(X-REQUEST-ID)"] == request_id
+        assert fields["REQ(:AUTHORITY)"] == CATALOG_HOST
+        assert fields["UPSTREAM_CLUSTER"] == f"outbound|80||{CATALOG_HOST}"
+    finally:
+        mesh.client.patch(("", "configmaps"), "istio", {"data": {"mesh": original}}, ISTIO)
+        wait_for(
+            "access logging off again",
+            lambda: "/dev/stdout" not in json.dumps(mesh.config_dump(frontend)),
+            timeout=10,
+        )
