@@ -8,6 +8,7 @@ istioctl's columns, or the raw resources with ``-o json``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -133,7 +134,7 @@ STATUS_HEADERS = ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERS
 
 
 @click.command("proxy-status")
-@click.argument("pod", required=False)
+@click.argument("pod", required=False, metavar="[POD[.NAMESPACE]]")
 @click.option("--revision", "-r", default=None, metavar="REV", help="only this control plane revision")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 @click.option("--context", "context", default=None, metavar="NAME", help="kubeconfig context")
@@ -142,7 +143,10 @@ STATUS_HEADERS = ["NAME", "CLUSTER", "CDS", "LDS", "EDS", "RDS", "ISTIOD", "VERS
 def proxy_status(
     ctx: click.Context, pod: str | None, revision: str | None, output: str, context: str | None
 ) -> None:
-    """Sync status of every proxy with its control plane (SYNCED / NOT SENT / STALE)."""
+    """Sync status of every proxy with its control plane (SYNCED / NOT SENT / STALE).
+
+    With POD[.NAMESPACE]: compare what istiod sent that proxy with what it runs (istioctl's diff).
+    """
     with _client(ctx, context) as client:
         pods = istiod_pods(client, revision)
     if not pods:
@@ -157,11 +161,69 @@ def proxy_status(
         except (httpx.HTTPError, ValueError) as exc:
             click.echo(f"warning: {p['metadata']['name']}: cannot read {url}: {exc}", err=True)
     if pod:
-        entries = [e for e in entries if _proxy_matches(str(e.get("proxy", "")), pod)]
+        _compare_with_istiod(ctx, context, pod, entries, output)
+        return
     if output == "json":
         click.echo(json.dumps(entries, indent=2))
         return
     click.echo(format_table(STATUS_HEADERS, status_rows(entries)))
+
+
+COMPARED = (("Clusters", CLUSTERS_DUMP), ("Listeners", LISTENERS_DUMP), ("Routes", ROUTES_DUMP))
+
+
+def config_diff(istiod: Mapping[str, Any], envoy: Mapping[str, Any]) -> list[tuple[str, bool, str]]:
+    """istioctl's ``proxy-status POD``: per type, whether the proxy runs what istiod sent, and a diff."""
+    getters = {"Clusters": clusters_of, "Listeners": listeners_of, "Routes": routes_of}
+    out = []
+    for title, _ in COMPARED:
+        want = _canonical(getters[title](istiod))
+        have = _canonical(getters[title](envoy))
+        diff = "\n".join(
+            difflib.unified_diff(
+                want.splitlines(), have.splitlines(), f"Istiod {title}", f"Envoy {title}", lineterm=""
+            )
+        )
+        out.append((title, want == have, diff))
+    return out
+
+
+def _canonical(resources: Sequence[Mapping[str, Any]]) -> str:
+    key = "name"
+    items = sorted(resources, key=lambda r: str(r.get(key, "")))
+    return json.dumps(items, indent=1, sort_keys=True)
+
+
+def _compare_with_istiod(
+    ctx: click.Context, context: str | None, pod: str, entries: list[dict[str, Any]], output: str
+) -> None:
+    matching = [e for e in entries if _proxy_matches(str(e.get("proxy", "")), pod)]
+    if not matching:
+        fail(f"proxy {pod} is not connected to any istiod (see: meshpilot proxy-status)")
+    entry = matching[-1]
+    with _client(ctx, context) as client:
+        istiod = next((p for p in istiod_pods(client) if p["metadata"]["name"] == entry.get("istiod")), None)
+        if istiod is None:
+            fail(f"istiod pod {entry.get('istiod')} is not running")
+        target = _find_pod(client, pod, None)
+    url = f"http://{_pod_ip(istiod)}:{SYNCZ_PORT}/debug/config_dump"
+    try:
+        r = httpx.get(url, params={"proxyID": str(entry["proxy"])}, timeout=10.0)
+        r.raise_for_status()
+        sent = r.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        fail(f"cannot read {url}: {exc}")
+    running = _admin_get(_pod_ip(target), "/config_dump")
+    results = config_diff(sent, running)
+    if output == "json":
+        click.echo(json.dumps([{"type": t, "match": ok, "diff": d} for t, ok, d in results], indent=2))
+        return
+    for title, ok, diff in results:
+        if ok:
+            click.echo(f"{title} Match")
+        else:
+            click.echo(f"{title} Don't Match")
+            click.echo(diff)
 
 
 # --- proxy-config -------------------------------------------------------------------------------------

@@ -126,6 +126,10 @@ def test_canary_revision_serves_the_namespaces_that_ask_for_it(cluster: Any, can
         ) from None
     assert row[6].startswith(f"istiod-{REV}-")
     assert row[1] == cluster.name  # the cluster id the injector and the installed istiod agree on
+    # proxy-status POD compares what the canary istiod sent with what the sidecar runs
+    diff = cluster.cli("proxy-status", name)
+    assert diff.exit_code == 0, diff.stderr
+    assert diff.stdout.splitlines() == ["Clusters Match", "Listeners Match", "Routes Match"], diff.stdout
     # the default revision (if any) does not claim this proxy
     default = cluster.cli("proxy-status", "--revision", "default")
     assert name not in default.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from meshpilot.cli.mesh import (
     CLUSTER_HEADERS,
     cluster_rows,
     clusters_of,
+    config_diff,
     endpoint_rows,
     endpoints_of,
     listener_rows,
@@ -302,3 +304,15 @@ def test_controlplane_process_without_credentials_is_one_line_exit_2(tmp_path: A
     )
     assert result.returncode == 2, result
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_config_diff_names_what_differs() -> None:
+    sent = dump()
+    running = json.loads(json.dumps(sent))
+    clusters = running["configs"][1]["dynamic_active_clusters"]
+    clusters[0]["cluster"]["lb_policy"] = "RANDOM"
+    results = {t: (ok, diff) for t, ok, diff in config_diff(sent, running)}
+    assert results["Listeners"] == (True, "") and results["Routes"][0]
+    ok, diff = results["Clusters"]
+    assert not ok and diff.startswith("--- Istiod Clusters\n+++ Envoy Clusters")
+    assert '+  "lb_policy": "RANDOM",' in diff.splitlines()

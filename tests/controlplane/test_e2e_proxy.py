@@ -28,6 +28,7 @@ from cp_helpers import endpoints, istio, pod, service
 from meshpilot.cli.mesh import (
     cluster_rows,
     clusters_of,
+    config_diff,
     endpoint_rows,
     endpoints_of,
     listener_rows,
@@ -242,6 +243,14 @@ async def test_proxy_gets_config_routes_and_follows_a_push(mesh: dict[str, Any])
         dump = (await http.get(f"http://{mesh['ip']}:15000/config_dump")).json()
     types = [c["@type"].rsplit(".", 1)[-1] for c in dump["configs"]]
     assert "ClustersConfigDump" in types and "RoutesConfigDump" in types
+    # proxy-status POD: what istiod sent is what the proxy runs
+    conn = plane.find(mesh["id"])
+    assert conn is not None
+    assert [(t, ok) for t, ok, _ in config_diff(plane.config_dump(conn), dump)] == [
+        ("Clusters", True),
+        ("Listeners", True),
+        ("Routes", True),
+    ]
     # proxy-config reads the proxy's own dump: the tables show what the control plane sent
     pc = "productcatalog.production.svc.cluster.local"
     assert [pc, "80", "v2", "outbound", "EDS", "productcatalog.production"] in cluster_rows(clusters_of(dump))
