@@ -272,9 +272,23 @@ def build_action(http: Mapping[str, Any], resolve: Resolver) -> Route:
     retries = http.get("retries")
     if isinstance(retries, Mapping):
         rp: RetryPolicy = {"num_retries": int(retries.get("attempts") or 0)}
-        rp["retry_on"] = str(retries.get("retryOn") or DEFAULT_RETRY["retry_on"])
-        if "retriable-status-codes" in rp["retry_on"]:
-            rp["retriable_status_codes"] = [503]
+        # Istio's retryOn mixes Envoy conditions and status codes ("5xx,503,connect-failure"):
+        # codes become retriable_status_codes behind the retriable-status-codes condition.
+        conditions: list[str] = []
+        codes: list[int] = []
+        for item in str(retries.get("retryOn") or DEFAULT_RETRY["retry_on"]).split(","):
+            item = item.strip()
+            if item.isdigit():
+                codes.append(int(item))
+            elif item and item not in conditions:
+                conditions.append(item)
+        if codes and "retriable-status-codes" not in conditions:
+            conditions.append("retriable-status-codes")
+        if "retriable-status-codes" in conditions and not codes:
+            codes = [503]
+        rp["retry_on"] = ",".join(conditions)
+        if codes:
+            rp["retriable_status_codes"] = codes
         if retries.get("perTryTimeout"):
             rp["per_try_timeout"] = parse_duration(retries["perTryTimeout"])
         action["retry_policy"] = rp

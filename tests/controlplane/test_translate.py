@@ -978,3 +978,26 @@ def test_destination_rules_for_one_host_in_one_namespace_merge() -> None:
     assert cla(config, f"outbound|8080|v2|{PC}") == [("127.1.1.12", 8080)]
     assert cluster(config, f"outbound|8080||{PC}")["lb_policy"] == "RANDOM"
     assert {"DestinationRule/production/a", "DestinationRule/production/b"} <= config.dependencies
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "conditions", "codes"),
+    [
+        ("5xx,connect-failure", "5xx,connect-failure", None),
+        ("gateway-error,503,504", "gateway-error,retriable-status-codes", [503, 504]),
+        ("retriable-status-codes", "retriable-status-codes", [503]),
+    ],
+)
+def test_retry_on_status_codes_become_retriable_status_codes(
+    retry_on: str, conditions: str, codes: Any
+) -> None:
+    rules = vs(
+        [
+            {
+                "route": [{"destination": {"host": "productcatalog"}}],
+                "retries": {"attempts": 3, "retryOn": retry_on},
+            }
+        ]
+    )
+    policy = resolve(gen(snapshot(virtual_services=[rules])), "productcatalog", 8080)["route"]["retry_policy"]  # type: ignore[index]
+    assert policy["retry_on"] == conditions and policy.get("retriable_status_codes") == codes
