@@ -449,10 +449,15 @@ def test_proxy_status_and_proxy_config_show_the_mesh(mesh: Mesh, subsets: None) 
     assert result.exit_code == 0, result.stderr
     assert f"outbound|80|v2|{CATALOG_HOST}" in result.stdout
 
-    result = mesh.cli("proxy-config", "endpoint", target, "--cluster", f"outbound|80|v2|{CATALOG_HOST}")
-    if result.exit_code == 0:  # --cluster is optional in istioctl; the table must list the v2 pod
-        v2 = mesh.pod("production", "version=v2")["status"]["podIP"]
-        assert f"{v2}:8080" in result.stdout, result.stdout
+    result = mesh.cli("proxy-config", "endpoint", target, "--fqdn", CATALOG_HOST)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ENDPOINT", "STATUS", "OUTLIER", "CHECK", "CLUSTER"]
+    rows = {tuple(line.split()) for line in lines[1:]}
+    for pod in mesh.pods("production", "app=productcatalog"):
+        ip, version = pod["status"]["podIP"], pod["metadata"]["labels"]["version"]
+        assert (f"{ip}:8080", "HEALTHY", "OK", f"outbound|80||{CATALOG_HOST}") in rows, lines
+        assert (f"{ip}:8080", "HEALTHY", "OK", f"outbound|80|{version}|{CATALOG_HOST}") in rows, lines
 
 
 # --- changes under load --------------------------------------------------------------------------
