@@ -310,6 +310,8 @@ def _print_keep_instructions(run: DemoRun) -> None:
     console.print("\n[bold]The demo cluster keeps running.[/] To use it:")
     console.print(f"  export MESHPILOT_HOME={home}")
     console.print("  meshpilot get pods -A -o wide")
+    console.print("  meshpilot proxy-status")
+    console.print("  meshpilot get virtualservice productcatalog -n production -o yaml")
     if run.frontend_url:
         console.print(f"  curl {run.frontend_url}/api/products")
     console.print(f"  meshpilot cluster down --name {CLUSTER_NAME} && rm -rf {home}")
