@@ -334,7 +334,8 @@ class Registry:
     def _add_kubernetes_service(self, svc: Mapping[str, Any]) -> None:
         ns, name = namespace_of(svc), name_of(svc)
         spec = spec_of(svc)
-        if spec.get("type") == "ExternalName":
+        external = str(spec.get("externalName") or "") if spec.get("type") == "ExternalName" else ""
+        if spec.get("type") == "ExternalName" and not external:
             return
         ports = tuple(
             ServicePort(
@@ -355,13 +356,21 @@ class Registry:
             ports=ports,
             addresses=addresses,
             source=key_of("Service", svc),
-            resolution="EDS",
+            # an ExternalName Service is a DNS alias: Istio resolves it as a DNS cluster
+            resolution="DNS" if external else "EDS",
             export_to=parse_export_to(annotations_of(svc).get(EXPORT_TO_ANNOTATION)),
         )
         self.services.append(ms)
         ep = self._endpoints.get((ns, name))
         for sp in ports:
-            self._instances[(ms.source, ms.hostname, sp.port)] = self._kubernetes_instances(ep, sp, ports)
+            if external:
+                target = sp.target_port if isinstance(sp.target_port, int) else sp.port
+                instances = [
+                    Instance(address=external, port=target, labels={}, metadata={"cluster": self.cluster_id})
+                ]
+            else:
+                instances = self._kubernetes_instances(ep, sp, ports)
+            self._instances[(ms.source, ms.hostname, sp.port)] = instances
 
     def _kubernetes_instances(
         self, ep: Mapping[str, Any] | None, sp: ServicePort, all_ports: Sequence[ServicePort]

@@ -1001,3 +1001,21 @@ def test_retry_on_status_codes_become_retriable_status_codes(
     )
     policy = resolve(gen(snapshot(virtual_services=[rules])), "productcatalog", 8080)["route"]["retry_policy"]  # type: ignore[index]
     assert policy["retry_on"] == conditions and policy.get("retriable_status_codes") == codes
+
+
+def test_external_name_service_is_a_dns_cluster() -> None:
+    ext = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "payments", "namespace": "production"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "api.payments.example",
+            "ports": [{"name": "http", "port": 80}],
+        },
+    }
+    config = gen(snapshot(services=[ext]))
+    c = cluster(config, "outbound|80||payments.production.svc.cluster.local")
+    assert c["type"] == "STRICT_DNS"
+    assert c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["address"] == "api.payments.example"
+    assert target(resolve(config, "payments", 80)) == "outbound|80||payments.production.svc.cluster.local"
