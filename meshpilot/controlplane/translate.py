@@ -13,7 +13,7 @@ namespace default).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshpilot.controlplane._util import (
@@ -100,6 +100,7 @@ class ProxyConfig:
 class EgressHost:
     namespace: str  # "*", "." (resolved to the Sidecar's namespace), "~" or a namespace
     host: str
+    port: int | None = None  # the egress listener's port: the host is visible on that port only
 
 
 @dataclass(frozen=True)
@@ -183,26 +184,40 @@ def _egress_hosts(sidecar: Mapping[str, Any] | None, proxy: ProxyIdentity) -> li
     for listener in egress:
         if not isinstance(listener, Mapping):
             continue
+        port_spec = listener.get("port")
+        number = port_spec.get("number") if isinstance(port_spec, Mapping) else None
         for item in listener.get("hosts") or ():
             ns, sep, host = str(item).partition("/")
             if not sep:
-                raise ConfigError(f"Sidecar egress host {item!r} must be namespace/dnsName")
+                continue  # not namespace/dnsName: the API refuses it; never reached from a real cluster
             # "." is the namespace of the proxy (a root-namespace Sidecar applies to every namespace)
-            out.append(EgressHost(namespace=proxy.namespace if ns == "." else ns, host=host))
+            out.append(
+                EgressHost(
+                    namespace=proxy.namespace if ns == "." else ns,
+                    host=host,
+                    port=int(number) if isinstance(number, int) else None,
+                )
+            )
     return out
 
 
-def _egress_allows(egress: list[EgressHost] | None, owner_ns: str, hostname: str) -> bool:
+def _egress_ports(egress: list[EgressHost] | None, owner_ns: str, hostname: str) -> frozenset[int] | None:
+    """The ports on which the egress config shows ``hostname``: None = all, empty = hidden."""
     if egress is None:
-        return True
+        return None
+    ports: set[int] = set()
     for e in egress:
-        if e.namespace == "~":
+        if e.namespace == "~" or e.namespace not in ("*", owner_ns) or not host_matches(e.host, hostname):
             continue
-        if e.namespace not in ("*", owner_ns):
-            continue
-        if host_matches(e.host, hostname):
-            return True
-    return False
+        if e.port is None:
+            return None
+        ports.add(e.port)
+    return frozenset(ports)
+
+
+def _egress_allows(egress: list[EgressHost] | None, owner_ns: str, hostname: str) -> bool:
+    allowed = _egress_ports(egress, owner_ns, hostname)
+    return allowed is None or bool(allowed)
 
 
 def build_scope(registry: Registry, proxy: ProxyIdentity) -> Scope:
@@ -210,11 +225,13 @@ def build_scope(registry: Registry, proxy: ProxyIdentity) -> Scope:
     root = registry.mesh.root_namespace
     sidecar = select_sidecar(snap.sidecars, proxy, root)
     egress = _egress_hosts(sidecar, proxy)
-    services = [
-        s
-        for s in registry.visible_services(proxy.namespace)
-        if _egress_allows(egress, s.namespace, s.hostname)
-    ]
+    services: list[MeshService] = []
+    for svc in registry.visible_services(proxy.namespace):
+        allowed = _egress_ports(egress, svc.namespace, svc.hostname)
+        if allowed is None:
+            services.append(svc)
+        elif any(p.port in allowed for p in svc.ports):
+            services.append(replace(svc, ports=tuple(p for p in svc.ports if p.port in allowed)))
     vss = [
         vs
         for vs in config_index(registry).virtual_services

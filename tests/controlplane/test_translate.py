@@ -1019,3 +1019,27 @@ def test_external_name_service_is_a_dns_cluster() -> None:
     assert c["type"] == "STRICT_DNS"
     assert c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["address"] == "api.payments.example"
     assert target(resolve(config, "payments", 80)) == "outbound|80||payments.production.svc.cluster.local"
+
+
+def test_sidecar_egress_listener_port_limits_the_hosts_to_that_port() -> None:
+    multi = service("multi", "production", [("http", 80, 8080), ("admin", 9000, 9000)], "127.1.128.20")
+    sc = istio(
+        "Sidecar",
+        "default",
+        "production",
+        {
+            "egress": [
+                {
+                    "port": {"number": 9000, "protocol": "HTTP", "name": "admin"},
+                    "hosts": ["./multi.production.svc.cluster.local"],
+                },
+                {"hosts": ["other/*"]},
+            ],
+        },
+    )
+    config = gen(snapshot(services=[multi], sidecars=[sc]))
+    names = {c["name"] for c in config.clusters}
+    assert "outbound|9000||multi.production.svc.cluster.local" in names
+    assert "outbound|80||multi.production.svc.cluster.local" not in names
+    assert f"outbound|9080||{RV}" in names and f"outbound|8080||{PC}" not in names
+    assert target(resolve(config, "multi", 9000)) == "outbound|9000||multi.production.svc.cluster.local"
