@@ -522,77 +522,74 @@ class Exchange:
             self.local_reply(404, "NR", "listener_not_found")
             return
         conn.listener = lc
-        self._prepare_headers(lc)
-        view = RequestView(
-            self.method, self.path, self.query, self.authority, self.req_headers, conn.remote_ip
-        )
-        self.view = view
-        snap = self.proxy.snapshot
+        # x-request-id and peer metadata before routing, so header edits see them
+        # (``_strict_checks`` already found both headers in its single pass over the request).
+        if self.request_id is None:
+            self.request_id = rid = _request_id()
+            self.req_headers.append((b"x-request-id", rid))
+        inbound = lc.direction == "INBOUND"
+        if inbound and self.peer_header is not None:
+            self.req_headers = [h for h in self.req_headers if h[0] not in _PEER]
+        if lc.route_config_name is None and inbound:
+            self._forward_to(lc.cluster or "", None)
+            return
+        name = lc.route_config_name
+        if name is None:
+            authority = self.authority
+            name = authority.rsplit(":", 1)[1] if authority.rfind(":") > authority.rfind("]") else "80"
+        table = self.proxy.snapshot.routes.get(name)
         route: CompiledRoute | None = None
-        if lc.route_config_name is not None or lc.direction != "INBOUND":
-            name = lc.route_config_name
-            if name is None:
-                port = (
-                    self.authority.rsplit(":", 1)[1]
-                    if self.authority.rfind(":") > self.authority.rfind("]")
-                    else "80"
-                )
-                name = port
-            table = snap.routes.get(name)
-            if table is not None:
-                _, route = table.route(view)
-            if route is None:
-                fallback = lc.cluster
-                if fallback is None or (table is not None and table.virtual_host(self.authority) is not None):
-                    self.local_reply(404, "NR", "route_not_found")
-                    return
-                self.route_name = ""
-                self._forward_to(fallback, None)
+        vh = None
+        if table is not None:
+            vh, route = table.lookup(self.authority, self.path, self.request_view)
+        if route is None:
+            fallback = lc.cluster
+            if fallback is None or vh is not None:
+                self.local_reply(404, "NR", "route_not_found")
                 return
-            self.route = route
-            self.route_name = route.name
-            if route.kind == "direct":
-                self.response_ops = route.response_ops
-                self.local_reply(route.direct_status, "", "direct_response", route.direct_body)
-                return
-            if route.kind == "redirect":
-                loc = redirect_location(route, view).encode("latin-1")
-                self.response_ops = route.response_ops
-                code = route.redirect.get("response_code", 301)
-                self.local_reply(code, "", "redirect", b"", [(b"location", loc)])
-                return
-            target = route.pick()
-            if route.request_ops.remove or route.request_ops.add:
-                self.req_headers = route.request_ops.apply(self.req_headers)
-            if target.request_ops.remove or target.request_ops.add:
-                self.req_headers = target.request_ops.apply(self.req_headers)
-            ops = route.response_ops
-            if target.response_ops:
-                ops = HeaderOps(ops.remove | target.response_ops.remove, target.response_ops.add + ops.add)
-            self.response_ops = ops if ops else None
+            self.route_name = ""
+            self._forward_to(fallback, None)
+            return
+        self.route = route
+        self.route_name = route.name
+        kind = route.kind
+        if kind == "direct":
+            self.response_ops = route.response_ops
+            self.local_reply(route.direct_status, "", "direct_response", route.direct_body)
+            return
+        if kind == "redirect":
+            loc = redirect_location(route, self.request_view()).encode("latin-1")
+            self.response_ops = route.response_ops
+            code = route.redirect.get("response_code", 301)
+            self.local_reply(code, "", "redirect", b"", [(b"location", loc)])
+            return
+        if route.hash_policy:
+            self.request_view()  # hash policies see the request as it arrived, before header edits
+        targets = route.targets
+        target = targets[0] if len(targets) == 1 else route.pick()
+        for ops in target.request_chain:
+            self.req_headers = ops.apply(self.req_headers)
+        self.response_ops = target.merged_response_ops
+        if route.prefix_rewrite is not None or route.regex_rewrite is not None:
             rewritten = route.rewrite_path(self.path)
             if rewritten is not None:
                 self.original_target = self.target
                 self.req_headers.append((b"x-envoy-original-path", self.target.encode("latin-1")))
                 self.path = rewritten
                 self.target = rewritten + ("?" + self.query if self.query else "")
-            if route.host_rewrite is not None:
-                self.authority = route.host_rewrite
-            self.timeout = route.timeout
-            self._forward_to(target.cluster, route)
-            return
-        self._forward_to(lc.cluster or "", None)
+        if route.host_rewrite is not None:
+            self.authority = route.host_rewrite
+        self.timeout = route.timeout
+        self._forward_to(target.cluster, route)
 
-    def _prepare_headers(self, lc: ListenerConfig) -> None:
-        """x-request-id, peer metadata exchange; done before routing so header edits see them.
-
-        ``_strict_checks`` already found both headers in its single pass over the request."""
-        hdrs = self.req_headers
-        if self.request_id is None:
-            self.request_id = _request_id()
-            hdrs.append((b"x-request-id", self.request_id))
-        if lc.direction == "INBOUND" and self.peer_header is not None:
-            self.req_headers = [h for h in hdrs if h[0] not in _PEER]
+    def request_view(self) -> RequestView:
+        """What header, method and query matches and hash policies look at; built only when needed."""
+        view = self.view
+        if view is None:
+            view = self.view = RequestView(
+                self.method, self.path, self.query, self.authority, self.req_headers, self.conn.remote_ip
+            )
+        return view
 
     def _forward_to(self, cluster_name: str, route: CompiledRoute | None) -> None:
         snap = self.proxy.snapshot
@@ -628,8 +625,7 @@ class Exchange:
             and self.conn.listener.direction != "INBOUND"
             and not cluster.original_dst
         ):
-            self.req_headers.append((PEER_META_ID, self.proxy.node_id_bytes))
-            self.req_headers.append((PEER_META, self.proxy.peer_metadata_bytes))
+            self.req_headers += self.proxy.peer_headers
         if self.expect_continue:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         pool = host.pool if host.pool is not None else self.proxy.pool_for(host, cluster)
@@ -640,7 +636,7 @@ class Exchange:
     def _hash_key(self, route: CompiledRoute) -> bytes | None:
         for hp in route.hash_policy:
             if hp.kind == "header":
-                v = self.view.header(hp.name.encode("latin-1")) if self.view is not None else None
+                v = self.request_view().header(hp.name.encode("latin-1"))
                 if v is not None:
                     return v
             elif hp.kind == "source_ip":
@@ -943,10 +939,19 @@ class Exchange:
         conn.tunnel_buffer.clear()
 
 
+# ASCII hex digit -> the variant digit of an RFC 9562 UUID (binary 10xx: 8, 9, a or b), keeping two
+# of the digit's random bits.
+_VARIANT: Final = {ord(c): b"89ab"[int(c, 16) & 3 : (int(c, 16) & 3) + 1] for c in "0123456789abcdef"}
+_getrandbits: Final = random.getrandbits
+
+
 def _request_id() -> bytes:
-    """A random (version 4) UUID, formatted without the cost of the uuid module."""
-    h = b"%032x" % (random.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64))
-    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    """A random (version 4) UUID, formatted without the cost of the uuid module (~0.7 µs vs 3 µs).
+
+    Mersenne Twister bits, like Envoy's non-cryptographic request-id generator: ids must be
+    unique, not unpredictable."""
+    h = b"%032x" % _getrandbits(128)
+    return b"".join((h[:8], b"-", h[8:12], b"-4", h[13:16], b"-", _VARIANT[h[16]], h[17:20], b"-", h[20:]))
 
 
 def _cookie(headers: Headers, name: str) -> bytes | None:

@@ -229,6 +229,20 @@ class WeightedTarget:
     cluster: str
     request_ops: HeaderOps
     response_ops: HeaderOps
+    # Precomputed at compile time so a request does no HeaderOps arithmetic: the request edits to
+    # apply in order (route + virtual host, then this target's; empty ones left out) and the
+    # response edits merged (None when there are none).
+    request_chain: tuple[HeaderOps, ...] = ()
+    merged_response_ops: HeaderOps | None = None
+
+
+def _target(cr: CompiledRoute, cluster: str, req: HeaderOps, resp: HeaderOps) -> WeightedTarget:
+    """A weighted target with the route's header edits folded in (the order Envoy applies them)."""
+    ops = cr.response_ops
+    if resp:
+        ops = HeaderOps(ops.remove | resp.remove, resp.add + ops.add)
+    chain = tuple(o for o in (cr.request_ops, req) if o)
+    return WeightedTarget(cluster, req, resp, chain, ops if ops else None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -383,7 +397,7 @@ def _compile_action(cr: CompiledRoute, a: Any, where: str) -> None:
     if "cluster" in a:
         if not isinstance(a["cluster"], str) or not a["cluster"]:
             raise ConfigError(f"{where}.cluster: expected a cluster name")
-        cr.targets = (WeightedTarget(a["cluster"], HeaderOps(), HeaderOps()),)
+        cr.targets = (_target(cr, a["cluster"], HeaderOps(), HeaderOps()),)
         cr.cumulative = (1,)
     else:
         wcs = a["weighted_clusters"]
@@ -400,7 +414,7 @@ def _compile_action(cr: CompiledRoute, a: Any, where: str) -> None:
             if w == 0:
                 continue
             total += w
-            targets.append(WeightedTarget(wc["name"], rq, rs))
+            targets.append(_target(cr, wc["name"], rq, rs))
             cum.append(total)
         if total <= 0:
             raise ConfigError(f"{where}.weighted_clusters: the weights must sum to more than 0")
@@ -463,6 +477,16 @@ class CompiledVirtualHost:
     name: str
     domains: tuple[str, ...]
     routes: tuple[CompiledRoute, ...]
+    # No route looks at headers, method or query: the decision depends on (authority, path)
+    # alone, so ``RouteTable.lookup`` may remember it.
+    path_only: bool = False
+
+
+_CACHE_MAX: Final = 4096  # remembered (authority, path) decisions per route table
+
+
+def _never_view() -> RequestView:
+    raise AssertionError("unreachable")
 
 
 @dataclass(slots=True)
@@ -474,6 +498,11 @@ class RouteTable:
     suffixes: list[tuple[str, CompiledVirtualHost]]  # longest first; "*.foo.com" stored as ".foo.com"
     prefixes: list[tuple[str, CompiledVirtualHost]]  # longest first; "foo.*" stored as "foo."
     default: CompiledVirtualHost | None
+    # (authority, path) -> decision, for virtual hosts whose routes match on the path only. A
+    # table is compiled per pushed configuration, so a push starts with an empty cache.
+    cache: dict[tuple[str, str], tuple[CompiledVirtualHost | None, CompiledRoute | None]] = field(
+        default_factory=dict, repr=False
+    )
 
     def _lookup(self, host: str) -> CompiledVirtualHost | None:
         vh = self.exact.get(host)
@@ -502,6 +531,29 @@ class RouteTable:
             if r.matches(req):
                 return vh, r
         return vh, None
+
+    def lookup(
+        self, authority: str, path: str, view: Callable[[], RequestView] = _never_view
+    ) -> tuple[CompiledVirtualHost | None, CompiledRoute | None]:
+        """``route`` for the hot path: the same answer, remembered per (authority, path) when the
+        virtual host's routes cannot depend on anything else. ``view`` builds the full request
+        view only when a match has to look at headers, method or query."""
+        key = (authority, path)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        vh = self.virtual_host(authority)
+        if vh is None:
+            decision: tuple[CompiledVirtualHost | None, CompiledRoute | None] = (None, None)
+        elif vh.path_only:
+            req = RequestView("", path, "", authority, [])
+            decision = (vh, next((r for r in vh.routes if r.matches(req)), None))
+        else:
+            return self.route(view())
+        if len(self.cache) >= _CACHE_MAX:
+            self.cache.clear()
+        self.cache[key] = decision
+        return decision
 
 
 def compile_route_config(rc: RouteConfiguration) -> RouteTable:
@@ -549,7 +601,8 @@ def _compile_vhost(vh: VirtualHost, where: str) -> CompiledVirtualHost:
     if not isinstance(routes, list):
         raise ConfigError(f"{where}.routes: expected a list")
     compiled = tuple(_compile_route(r, req, resp, f"{where}.routes[{i}]") for i, r in enumerate(routes))
-    return CompiledVirtualHost(vh["name"], tuple(d.lower() for d in domains), compiled)
+    path_only = all(not r.headers and not r.query for r in compiled)
+    return CompiledVirtualHost(vh["name"], tuple(d.lower() for d in domains), compiled, path_only)
 
 
 # --- redirects --------------------------------------------------------------------------------

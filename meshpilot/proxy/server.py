@@ -116,6 +116,11 @@ class Proxy:
         }
         self.peer_metadata_bytes = encode_peer_metadata(peer)
         self.node_id_bytes = identity.node_id.encode()
+        # Appended to every outbound request (Istio's metadata exchange), as one list extend.
+        self.peer_headers: list[tuple[bytes, bytes]] = [
+            (b"x-envoy-peer-metadata-id", self.node_id_bytes),
+            (b"x-envoy-peer-metadata", self.peer_metadata_bytes),
+        ]
         self.date_header = b""
         self._tick()
         self._dns_task: asyncio.Task[None] | None = None

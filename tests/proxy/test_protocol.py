@@ -270,3 +270,19 @@ async def test_idle_keep_alive_connection_is_closed_after_idle_timeout():
         assert t.closed
     finally:
         await p.stop()
+
+
+def test_generated_request_ids_are_version_4_uuids():
+    import re
+    import uuid
+
+    from meshpilot.proxy.http import _request_id
+
+    ids = [_request_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    pattern = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+    for rid in ids:
+        assert pattern.fullmatch(rid), rid
+        u = uuid.UUID(rid.decode())
+        assert u.version == 4 and u.variant == uuid.RFC_4122
+    assert {rid[19:20] for rid in ids} == {b"8", b"9", b"a", b"b"}  # all four variant digits occur

@@ -306,3 +306,54 @@ def test_suffix_wildcard_matches_exactly_the_hosts_that_end_with_it(suffix_label
 def test_prefix_match_agrees_with_startswith(prefix, path):
     t = table(vh("v", ["*"], [to("c", {"prefix": prefix})]))
     assert (t.route(req(path))[1] is not None) == path.startswith(prefix)
+
+
+def test_lookup_remembers_path_only_decisions_and_agrees_with_route():
+    t = table(
+        vh("svc", ["svc"], [to("exact", {"path": "/a"}), to("rx", {"safe_regex": "/r[0-9]+"}), to("any")]),
+        vh("hdr", ["hdr"], [to("v2", {"prefix": "/", "headers": [
+            {"name": "end-user", "string_match": {"exact": "jason"}}]}), to("v1")]),
+    )  # fmt: skip
+    for path in ("/a", "/a", "/r12", "/b"):
+        vhost, route = t.lookup("svc", path)
+        assert (vhost, route) == t.route(req(path))
+    assert set(t.cache) == {("svc", "/a"), ("svc", "/r12"), ("svc", "/b")}
+    assert t.lookup("nohost", "/")[0] is None
+    # A virtual host with header matches is never remembered: each request is matched afresh.
+    views = []
+
+    def view(headers):
+        def make():
+            views.append(1)
+            return req("/", "hdr", headers=headers)
+
+        return make
+
+    assert t.lookup("hdr", "/", view({"end-user": "jason"}))[1].name == "v2"
+    assert t.lookup("hdr", "/", view({}))[1].name == "v1"
+    assert len(views) == 2 and ("hdr", "/") not in t.cache
+
+
+def test_lookup_cache_is_bounded():
+    t = table(vh("svc", ["*"], [to("any")]))
+    for i in range(5000):
+        assert t.lookup("svc", f"/{i}")[1].name == "any"
+    assert 0 < len(t.cache) <= 4096
+
+
+def test_weighted_targets_carry_their_precomputed_edits():
+    t = table(
+        vh("svc", ["svc"], [{
+            "name": "r", "match": {"prefix": "/"},
+            "request_headers_to_add": [{"header": {"key": "x-route", "value": "1"}}],
+            "response_headers_to_remove": ["x-secret"],
+            "route": {"weighted_clusters": [
+                {"name": "a", "weight": 1, "response_headers_to_add": [{"header": {"key": "x-a", "value": "a"}}]},
+                {"name": "b", "weight": 1}]}}]),
+    )  # fmt: skip
+    a, b = t.route(req())[1].targets
+    assert [ops.add for ops in a.request_chain] == [((b"x-route", b"1", False),)]
+    assert a.merged_response_ops == HeaderOps(frozenset({b"x-secret"}), ((b"x-a", b"a", False),))
+    assert b.merged_response_ops == HeaderOps(frozenset({b"x-secret"}), ())
+    plain = table(vh("svc", ["svc"], [to("c")])).route(req())[1].targets[0]
+    assert plain.request_chain == () and plain.merged_response_ops is None
