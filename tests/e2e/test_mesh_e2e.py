@@ -673,3 +673,29 @@ def test_access_log_lines_parse_back_into_their_fields(mesh: Mesh) -> None:
             lambda: "/dev/stdout" not in json.dumps(mesh.config_dump(frontend)),
             timeout=10,
         )
+
+
+def test_istiod_pod_deleted_during_traffic_proxies_move_to_the_new_pod(mesh: Mesh, subsets: None) -> None:
+    mesh.apply(split_vs(100, 0))
+    wait_routes(mesh, '"weight": 100', f"outbound|80|v1|{CATALOG_HOST}")
+    (old,) = mesh.pods(ISTIO, "app=istiod")
+    old_name = old["metadata"]["name"]
+    with Paced(mesh.frontend_proxy, f"{CATALOG}/products", rate=100) as load:
+        time.sleep(0.5)
+        mesh.client.delete(("", "pods"), old_name, ISTIO, grace_period_seconds=0)
+
+        def moved() -> bool:
+            pods = mesh.pods(ISTIO, "app=istiod")
+            if [p["metadata"]["name"] for p in pods] == [old_name] or not pods:
+                return False
+            rows = mesh.proxy_status()
+            return mesh.all_synced() and all(row[5] != old_name for row in rows.values())
+
+        wait_for("a new istiod pod with every proxy SYNCED to it", moved, timeout=45, interval=0.3)
+    failed = [r for r in load.replies if r.status != 200]
+    assert len(load.replies) > 100 and not failed, failed[:3]
+    (new,) = mesh.pods(ISTIO, "app=istiod")
+    assert new["metadata"]["name"] != old_name
+    mesh.apply(split_vs(0, 100))
+    wait_routes(mesh, f'"name": "outbound|80|v2|{CATALOG_HOST}", "weight": 100', timeout=10)
+    assert {r.version for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", n=20)} == {"v2"}
