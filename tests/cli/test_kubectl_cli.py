@@ -62,7 +62,18 @@ def examples(cluster: Any) -> Iterator[Any]:
     try:
         yield cluster
     finally:
-        cluster.cli("delete", "-f", str(EXAMPLES), "--ignore-not-found", "--timeout", "60s")
+        result = cluster.cli("delete", "-f", str(EXAMPLES), "--ignore-not-found", "--timeout", "60s")
+    # delete -f removes what apply -f created (dependents first, namespaces last) and waits for it.
+    assert result.exit_code == 0, result.stderr
+    assert 'deployment.apps "productcatalog-v1" deleted' in result.stdout
+    assert result.stdout.strip().splitlines()[-1] in (
+        'namespace "production" deleted',
+        'namespace "frontend" deleted',
+    )
+    remaining = {n["metadata"]["name"] for n in cluster.client.list(("", "namespaces"))}
+    assert not remaining & {"production", "frontend"}
+    # The Deployments' pods go after them (garbage collection, graceful termination).
+    wait_for(lambda: cluster.client.list(("", "pods"), "production") == [], timeout=60)
 
 
 def test_reapplying_is_unchanged(examples: Any) -> None:
