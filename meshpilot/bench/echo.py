@@ -39,7 +39,7 @@ from meshpilot.bench.schedule import parse_duration
 
 MAX_SIZE = 10 * 1024 * 1024
 MAX_STALL = 60.0
-TIMER_SLACK = 0.0015  # loop timers are millisecond-grained: wake this early, then finish precisely
+TIMER_LEAD = 0.001  # delay= timers fire this early; a precise sleep covers the rest
 _FILLER = (b"meshpilot-echo-" * (MAX_SIZE // 15 + 1))[:MAX_SIZE]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
@@ -218,20 +218,21 @@ class EchoProtocol(asyncio.Protocol):
         self.queue.append(entry)
         if delay > 0:
             due = time.perf_counter() + delay
-            self.loop.call_later(max(delay - TIMER_SLACK, 0.0), self._ready, entry, due)
+            self.loop.call_later(max(delay - TIMER_LEAD, 0.0), self._ready, entry, due)
         else:
             self._flush()
 
     def _ready(self, entry: list[Any], due: float) -> None:
-        # loop timers have millisecond granularity and may fire a little early: a delay= must
-        # never be shorter than asked, so finish the last fraction of a millisecond by yielding
+        # Loop timers are millisecond-grained (they fire up to ~1 ms early or late), but a delay=
+        # must be neither shorter nor visibly longer than asked: the timer wakes us TIMER_LEAD
+        # early and a short sleep finishes the wait. Sleeping, not spinning: a spinning process
+        # is CPU-bound and a busy machine preempts it for whole time slices.
         remaining = due - time.perf_counter()
-        if remaining > 0:
-            if remaining > 2 * TIMER_SLACK:
-                self.loop.call_later(remaining - TIMER_SLACK, self._ready, entry, due)
-            else:
-                self.loop.call_soon(self._ready, entry, due)
+        if remaining > 2 * TIMER_LEAD:
+            self.loop.call_later(remaining - TIMER_LEAD, self._ready, entry, due)
             return
+        if remaining > 0:
+            time.sleep(remaining)
         entry[2] = True
         self._flush()
 

@@ -38,8 +38,10 @@ from meshpilot.bench.histogram import CompactHistogram, Histogram, ValueCounter,
 from meshpilot.bench.schedule import RateSchedule, Stage
 
 LATE_SEND = 0.001  # a send this much after its intended time counts as late
-SEND_AHEAD = 0.0001  # sends due this soon go out now
-TIMER_SLACK = 0.0015  # loop timers are millisecond-grained: wake this much early, then poll
+# Loop timers are millisecond-grained, so a send may go out up to this much *before* its intended
+# time rather than up to a millisecond after it; its latency is then measured from the actual send,
+# so early sends never flatter the result (see on_response).
+SEND_AHEAD = 0.001
 SOCKET_ERROR = -1  # Fortio's code for connection-level failures
 USER_AGENT = "meshpilot-bench"
 
@@ -466,12 +468,9 @@ class _Worker:
                 self.skipped += 1
                 continue
             self._dispatch(due)
-        # loop timers are millisecond-grained: wake up a little early and poll the last stretch
-        wait = due - SEND_AHEAD - time.perf_counter()
-        if wait > 2 * TIMER_SLACK:
-            self.loop.call_later(wait - TIMER_SLACK, self._tick)
-        else:
-            self.loop.call_soon(self._tick)
+        # No busy polling for the next send: a CPU-bound generator gets preempted for whole time
+        # slices on a busy machine, which makes sends later, not earlier.
+        self.loop.call_later(max(due - SEND_AHEAD - time.perf_counter(), 0.0), self._tick)
 
     def _sweep(self) -> None:
         """Once every 50 ms: time out stuck requests, report progress."""
