@@ -699,3 +699,24 @@ def test_istiod_pod_deleted_during_traffic_proxies_move_to_the_new_pod(mesh: Mes
     mesh.apply(split_vs(0, 100))
     wait_routes(mesh, f'"name": "outbound|80|v2|{CATALOG_HOST}", "weight": 100', timeout=10)
     assert {r.version for r in burst(mesh.frontend_proxy, f"{CATALOG}/products", n=20)} == {"v2"}
+
+
+def test_service_names_resolve_as_kubernetes_dns_would(mesh: Mesh) -> None:
+    svc = mesh.client.get(("", "services"), "productcatalog", "production")
+    names = [
+        "productcatalog.production",
+        "productcatalog.production.svc",
+        CATALOG_HOST,
+        svc["spec"]["clusterIP"],
+        f"{CATALOG_HOST}:80",
+    ]
+    for name in names:
+        reply = get(mesh.frontend_proxy, f"http://{name}/products")
+        assert reply.status == 200 and reply.version in ("v1", "v2"), (name, reply)
+    # the bare name is the caller's own namespace: from production it is the catalogue ...
+    v2 = mesh.pod("production", "version=v2")
+    reply = get(f"http://{v2['status']['podIP']}:15001", "http://productcatalog/products")
+    assert reply.status == 200 and reply.version in ("v1", "v2"), reply
+    # ... and from frontend it is not (no such Service there), so it never reaches the catalogue
+    reply = get(mesh.frontend_proxy, "http://productcatalog/products")
+    assert reply.version is None and reply.status != 200, reply
