@@ -19,6 +19,10 @@ class ConfigError(ValueError):
     """A field of an Istio resource that cannot be translated (the resource is skipped)."""
 
 
+# What malformed config raises while being read; the object is then skipped with a warning.
+BAD_CONFIG = (ConfigError, ValueError, TypeError, KeyError, AttributeError)
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from ``"10s"``, ``"1m30s"``, ``"250ms"`` or a bare number of seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -35,6 +39,11 @@ def parse_duration(value: Any) -> float:
     if pos != len(value):
         raise ConfigError(f"invalid duration {value!r}")
     return total
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list field of config as a list; anything else (absent, null, a stray scalar) as empty."""
+    return value if isinstance(value, list) else list(value) if isinstance(value, tuple) else []
 
 
 def labels_match(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshpilot.controlplane._util import (
+    as_list,
     creation_order,
     labels_match,
     namespace_of,
@@ -58,7 +59,7 @@ class BoundRule:
         return f"/apis/networking.istio.io/v1/namespaces/{self.namespace}/destination-rule/{meta.get('name', '')}"
 
     def subsets(self) -> list[Mapping[str, Any]]:
-        return [s for s in self.spec.get("subsets") or () if isinstance(s, Mapping) and s.get("name")]
+        return [s for s in as_list(self.spec.get("subsets")) if isinstance(s, Mapping) and s.get("name")]
 
     def subset(self, name: str) -> Mapping[str, Any] | None:
         for s in self.subsets():
@@ -92,12 +93,15 @@ class RuleIndex:
                 continue
             ns = namespace_of(obj)
             sel = spec.get("workloadSelector")
+            match_labels = sel.get("matchLabels") if isinstance(sel, Mapping) else None
             parsed = ParsedRule(
                 obj=obj,
                 namespace=ns,
                 host=expand_host(host, ns, known_hosts),
                 export_to=parse_export_to(spec.get("exportTo")),
-                selector=(sel.get("matchLabels") or {}) if isinstance(sel, Mapping) else None,
+                selector=(match_labels if isinstance(match_labels, Mapping) else {})
+                if sel is not None
+                else None,
                 order=creation_order(obj),
             )
             if "*" in parsed.host:
@@ -148,13 +152,13 @@ def select_rule(
     if not peers:
         return BoundRule(obj=first.obj, host=first.host)
     spec = dict(spec_of(first.obj))
-    subsets = [x for x in spec.get("subsets") or () if isinstance(x, Mapping)]
+    subsets = [x for x in as_list(spec.get("subsets")) if isinstance(x, Mapping)]
     names = {x.get("name") for x in subsets}
     for peer in peers:
         other = spec_of(peer.obj)
         if "trafficPolicy" not in spec and "trafficPolicy" in other:
             spec["trafficPolicy"] = other["trafficPolicy"]
-        for x in other.get("subsets") or ():
+        for x in as_list(other.get("subsets")):
             if isinstance(x, Mapping) and x.get("name") not in names:
                 subsets.append(x)
                 names.add(x.get("name"))
@@ -166,7 +170,7 @@ def select_rule(
 
 def _port_layer(policy: Mapping[str, Any], port: int) -> dict[str, Any]:
     merged = {k: policy[k] for k in _POLICY_FIELDS if k in policy}
-    for pls in policy.get("portLevelSettings") or ():
+    for pls in as_list(policy.get("portLevelSettings")):
         if not isinstance(pls, Mapping):
             continue
         number = (pls.get("port") or {}).get("number") if isinstance(pls.get("port"), Mapping) else None

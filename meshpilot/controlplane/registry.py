@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from meshpilot.controlplane._util import (
+    BAD_CONFIG,
     annotations_of,
+    as_list,
     key_of,
     labels_match,
     labels_of,
@@ -161,9 +163,9 @@ def app_ports(pod: Mapping[str, Any]) -> tuple[tuple[int, int, str], ...]:
     otherwise the app listens on the containerPort itself.
     """
     mapping: dict[int, int] = {}
-    for container in spec_of(pod).get("containers") or ():
+    for container in as_list(spec_of(pod).get("containers")):
         if isinstance(container, Mapping) and container.get("name") == PROXY_CONTAINER:
-            for e in container.get("env") or ():
+            for e in as_list(container.get("env")):
                 if isinstance(e, Mapping) and e.get("name") == "ISTIO_META_APP_PORTS":
                     mapping.update(parse_app_ports(e.get("value")))
     raw = annotations_of(pod).get(APP_PORTS_ANNOTATION, "")
@@ -176,15 +178,15 @@ def app_ports(pod: Mapping[str, Any]) -> tuple[tuple[int, int, str], ...]:
             mapping[o] = i
     result: list[tuple[int, int, str]] = []
     seen: set[int] = set()
-    for container in spec_of(pod).get("containers") or ():
+    for container in as_list(spec_of(pod).get("containers")):
         if not isinstance(container, Mapping) or container.get("name") == PROXY_CONTAINER:
             continue
         env = {
             str(e.get("name")): e.get("value")
-            for e in container.get("env") or ()
+            for e in as_list(container.get("env"))
             if isinstance(e, Mapping) and "value" in e
         }
-        for index, cp in enumerate(container.get("ports") or ()):
+        for index, cp in enumerate(as_list(container.get("ports"))):
             if not isinstance(cp, Mapping) or str(cp.get("protocol") or "TCP").upper() != "TCP":
                 continue
             port = _int(cp.get("containerPort"))
@@ -218,7 +220,7 @@ def proxy_from_pod(pod: Mapping[str, Any], cluster_id: str = DEFAULT_CLUSTER_ID)
 
 def workload_name(pod: Mapping[str, Any]) -> str:
     """The owning Deployment's name (ReplicaSet name minus its pod-template-hash), as Istio infers."""
-    owners = meta(pod).get("ownerReferences") or ()
+    owners = as_list(meta(pod).get("ownerReferences"))
     labels = labels_of(pod)
     for owner in owners:
         if not isinstance(owner, Mapping):
@@ -271,10 +273,10 @@ def pod_metadata(pod: Mapping[str, Any], cluster_id: str) -> dict[str, Any]:
 
 def parse_export_to(values: Any) -> frozenset[str] | None:
     """``None`` means exported everywhere (absent or ``*``)."""
-    if values is None:
-        return None
     if isinstance(values, str):
         values = [v.strip() for v in values.split(",") if v.strip()]
+    if not isinstance(values, list | tuple):
+        return None  # absent (or not a list, which the API refuses): Istio's default, everywhere
     items = frozenset(str(v) for v in values)
     if not items or "*" in items:
         return None
@@ -297,7 +299,7 @@ def _pod_ready(pod: Mapping[str, Any]) -> bool:
         return False
     if meta(pod).get("deletionTimestamp"):
         return False
-    for cond in status.get("conditions") or ():
+    for cond in as_list(status.get("conditions")):
         if isinstance(cond, Mapping) and cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return str(status.get("phase")) == "Running"
@@ -320,11 +322,18 @@ class Registry:
             (namespace_of(e), name_of(e)): e for e in snapshot.endpoints
         }
         self.services: list[MeshService] = []
+        self.warnings: list[str] = []
         self._instances: dict[tuple[str, str, int], list[Instance]] = {}
         for svc in sorted(snapshot.services, key=lambda s: (namespace_of(s), name_of(s))):
-            self._add_kubernetes_service(svc)
+            try:
+                self._add_kubernetes_service(svc)
+            except BAD_CONFIG as exc:
+                self.warnings.append(f"Service {namespace_of(svc)}/{name_of(svc)} ignored: {exc!r}")
         for se in sorted(snapshot.service_entries, key=lambda s: (namespace_of(s), name_of(s))):
-            self._add_service_entry(se)
+            try:
+                self._add_service_entry(se)
+            except BAD_CONFIG as exc:
+                self.warnings.append(f"ServiceEntry {namespace_of(se)}/{name_of(se)} ignored: {exc!r}")
         self.by_host: dict[str, list[MeshService]] = {}
         for ms in self.services:
             self.by_host.setdefault(ms.hostname, []).append(ms)
@@ -344,7 +353,7 @@ class Registry:
                 protocol=str(p.get("protocol") or "TCP"),
                 target_port=p.get("targetPort"),
             )
-            for p in spec.get("ports") or ()
+            for p in as_list(spec.get("ports"))
             if isinstance(p, Mapping) and _int(p.get("port")) is not None
         )
         cluster_ip = str(spec.get("clusterIP") or "")
@@ -378,10 +387,10 @@ class Registry:
         if ep is None:
             return []
         out: list[Instance] = []
-        for subset in ep.get("subsets") or ():
+        for subset in as_list(ep.get("subsets")):
             if not isinstance(subset, Mapping):
                 continue
-            ports = [p for p in subset.get("ports") or () if isinstance(p, Mapping)]
+            ports = [p for p in as_list(subset.get("ports")) if isinstance(p, Mapping)]
             target: int | None = None
             for p in ports:
                 if str(p.get("name") or "") == sp.name:
@@ -391,7 +400,7 @@ class Registry:
                 target = _int(ports[0].get("port"))
             if target is None:
                 continue
-            for addr in subset.get("addresses") or ():
+            for addr in as_list(subset.get("addresses")):
                 if not isinstance(addr, Mapping) or not addr.get("ip"):
                     continue
                 out.append(self._instance_for_address(addr, target))
@@ -438,13 +447,13 @@ class Registry:
                 protocol=str(p.get("protocol") or "TCP"),
                 target_port=_int(p.get("targetPort")),
             )
-            for p in spec.get("ports") or ()
+            for p in as_list(spec.get("ports"))
             if isinstance(p, Mapping) and _int(p.get("number")) is not None
         )
-        addresses = tuple(str(a) for a in spec.get("addresses") or ())
+        addresses = tuple(str(a) for a in as_list(spec.get("addresses")))
         export_to = parse_export_to(spec.get("exportTo"))
         source = key_of("ServiceEntry", se)
-        for host in spec.get("hosts") or ():
+        for host in as_list(spec.get("hosts")):
             host = str(host)
             ms = MeshService(
                 hostname=host,
@@ -469,7 +478,7 @@ class Registry:
         ns = ms.namespace
         default_port = sp.target_port if isinstance(sp.target_port, int) else sp.port
         out: list[Instance] = []
-        for ep in spec.get("endpoints") or ():
+        for ep in as_list(spec.get("endpoints")):
             if not isinstance(ep, Mapping) or not ep.get("address"):
                 continue
             port_map = ep.get("ports") or {}

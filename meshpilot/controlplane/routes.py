@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from meshpilot.controlplane._util import ConfigError, labels_match, name_of, namespace_of, parse_duration
+from meshpilot.controlplane._util import (
+    ConfigError,
+    as_list,
+    labels_match,
+    name_of,
+    namespace_of,
+    parse_duration,
+)
 from meshpilot.controlplane.registry import ProxyIdentity
 from meshpilot.xds.types import (
     FaultInjection,
@@ -156,7 +163,7 @@ def header_edits(headers: Any) -> HeaderEdits:
             add.append(
                 {"header": {"key": str(k), "value": str(v)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
             )
-        remove = [str(h) for h in ops.get("remove") or ()]
+        remove = [str(h) for h in as_list(ops.get("remove"))]
         if side == "request":
             if add:
                 out["request_headers_to_add"] = add
@@ -233,7 +240,7 @@ def build_action(http: Mapping[str, Any], resolve: Resolver) -> Route:
         if isinstance(body, Mapping) and body.get("string") is not None:
             r["direct_response"]["body"] = str(body["string"])
         return r
-    dests = [d for d in http.get("route") or () if isinstance(d, Mapping)]
+    dests = [d for d in as_list(http.get("route")) if isinstance(d, Mapping)]
     if not dests:
         raise ConfigError("http route needs route, redirect or directResponse")
     action: RouteAction = {}
@@ -302,7 +309,7 @@ def build_action(http: Mapping[str, Any], resolve: Resolver) -> Route:
         pct = http.get("mirrorPercentage")
         value = float(pct["value"]) if isinstance(pct, Mapping) and pct.get("value") is not None else 100.0
         mirrors.append({"cluster": name, "percentage": value})
-    for m in http.get("mirrors") or ():
+    for m in as_list(http.get("mirrors")):
         if isinstance(m, Mapping):
             name, _ = resolve(*_dest(m.get("destination")))
             mirrors.append({"cluster": name, "percentage": _percentage(m)})
@@ -323,7 +330,7 @@ def translate_http_routes(
     out: list[Route] = []
     spec = vs.get("spec") or {}
     config = {"istio": {"config": vs_config_path(vs)}}
-    for index, http in enumerate(spec.get("http") or ()):
+    for index, http in enumerate(as_list(spec.get("http"))):
         if not isinstance(http, Mapping):
             continue
         blocks = http.get("match")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshpilot.controlplane._util import (
-    ConfigError,
+    BAD_CONFIG,
+    as_list,
     creation_order,
     key_of,
     labels_match,
@@ -129,18 +130,21 @@ def config_index(registry: Registry) -> ConfigIndex:
     known = frozenset(registry.by_host)
     vss = []
     for vs in sorted(registry.snapshot.virtual_services, key=creation_order):
-        spec = spec_of(vs)
-        ns = namespace_of(vs)
-        gateways = spec.get("gateways")
-        vss.append(
-            ParsedVirtualService(
-                obj=vs,
-                namespace=ns,
-                hosts=tuple(expand_host(str(h), ns, known) for h in spec.get("hosts") or ()),
-                export_to=parse_export_to(spec.get("exportTo")),
-                mesh_bound=not gateways or "mesh" in gateways,
+        try:
+            spec = spec_of(vs)
+            ns = namespace_of(vs)
+            gateways = as_list(spec.get("gateways"))
+            vss.append(
+                ParsedVirtualService(
+                    obj=vs,
+                    namespace=ns,
+                    hosts=tuple(expand_host(str(h), ns, known) for h in as_list(spec.get("hosts"))),
+                    export_to=parse_export_to(spec.get("exportTo")),
+                    mesh_bound=not gateways or "mesh" in gateways,
+                )
             )
-        )
+        except BAD_CONFIG as exc:
+            registry.warnings.append(f"VirtualService {ns}/{name_of(vs)} ignored: {exc!r}")
     index = ConfigIndex(virtual_services=vss, rules=RuleIndex(registry.snapshot.destination_rules, known))
     registry._config_index = index  # type: ignore[attr-defined]
     return index
@@ -177,7 +181,7 @@ def select_sidecar(
 def _egress_hosts(sidecar: Mapping[str, Any] | None, proxy: ProxyIdentity) -> list[EgressHost] | None:
     if sidecar is None:
         return None
-    egress = spec_of(sidecar).get("egress")
+    egress = as_list(spec_of(sidecar).get("egress"))
     if not egress:
         return None
     out: list[EgressHost] = []
@@ -186,7 +190,7 @@ def _egress_hosts(sidecar: Mapping[str, Any] | None, proxy: ProxyIdentity) -> li
             continue
         port_spec = listener.get("port")
         number = port_spec.get("number") if isinstance(port_spec, Mapping) else None
-        for item in listener.get("hosts") or ():
+        for item in as_list(listener.get("hosts")):
             ns, sep, host = str(item).partition("/")
             if not sep:
                 continue  # not namespace/dnsName: the API refuses it; never reached from a real cluster
@@ -288,6 +292,21 @@ class _Builder:
                     self.deps.add(key_of("DestinationRule", obj))
         return self._rules[service.hostname]
 
+    def policy(self, rule: BoundRule | None, port: int, subset: str) -> Mapping[str, Any]:
+        """The traffic policy for a port/subset; a malformed rule counts as no policy (with a warning)."""
+        try:
+            return effective_policy(rule, port, subset)
+        except BAD_CONFIG as exc:
+            self.warnings.append(f"{rule.config_path if rule else '?'}: trafficPolicy: {exc!r}")
+            return {}
+
+    def hashes(self, service: MeshService, port: int, subset: str) -> list[HashPolicy]:
+        try:
+            return hash_policy(self.policy(self.rule(service), port, subset))
+        except BAD_CONFIG as exc:
+            self.warnings.append(f"{service.hostname}: consistentHash: {exc!r}")
+            return []
+
     def service_for(self, host: str) -> MeshService | None:
         candidates = self.by_host.get(host)
         if candidates:
@@ -361,10 +380,10 @@ class _Builder:
             "type": ctype,
             "lb_policy": "CLUSTER_PROVIDED" if ctype == "ORIGINAL_DST" else "LEAST_REQUEST",
         }
-        policy = effective_policy(rule, port, subset)
+        policy = self.policy(rule, port, subset)
         try:
             apply_policy(cluster, policy, self.registry.mesh.connect_timeout)
-        except (ConfigError, ValueError, TypeError) as exc:
+        except BAD_CONFIG as exc:
             self.warnings.append(f"{rule.config_path if rule else service.source}: {exc}")
             cluster["connect_timeout"] = self.registry.mesh.connect_timeout
         istio: dict[str, Any] = {
@@ -431,7 +450,7 @@ class _Builder:
                     port = route_port
             hashes: list[HashPolicy] = []
             if service is not None:
-                hashes = hash_policy(effective_policy(self.rule(service), port, subset))
+                hashes = self.hashes(service, port, subset)
             return outbound_cluster_name(port, subset, hostname), hashes
 
         return resolve
@@ -483,9 +502,9 @@ class _Builder:
             spec = spec_of(parsed.obj)
             vs_ports = {
                 int(m["port"])
-                for http in spec.get("http") or ()
+                for http in as_list(spec.get("http"))
                 if isinstance(http, Mapping)
-                for m in http.get("match") or ()
+                for m in as_list(http.get("match"))
                 if isinstance(m, Mapping) and m.get("port") is not None
             } or {80}
             for expanded in parsed.hosts:
@@ -539,13 +558,13 @@ class _Builder:
             self.deps.add(key_of("VirtualService", vs))
             try:
                 return translate_http_routes(vs, self.proxy, port, self._resolver(namespace_of(vs), port))
-            except (ConfigError, ValueError, TypeError, KeyError) as exc:
+            except BAD_CONFIG as exc:
                 self.warnings.append(f"VirtualService {namespace_of(vs)}/{name_of(vs)}: {exc}")
                 # a broken VirtualService falls back to the default route rather than none
         if service is None:
             return None
         cluster = outbound_cluster_name(port, "", service.hostname)
-        hashes = hash_policy(effective_policy(self.rule(service), port))
+        hashes = self.hashes(service, port, "")
         return [default_route(cluster, hashes)]
 
     # --- listeners ----------------------------------------------------------------------------
