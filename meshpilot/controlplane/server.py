@@ -115,6 +115,7 @@ class ControlPlane:
         self._servers: list[asyncio.Server] = []
         self._pusher: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<ControlPlane {self.istiod_id} [proxies: {len(self.peers)} | version: {self.push_version or '-'}]>"
@@ -219,7 +220,7 @@ class ControlPlane:
         self.push_version = (
             f"{datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}/{next(self._push_counter)}"
         )
-        warnings = 0
+        warnings: set[str] = set(self.registry.warnings)
         for conn_id, peer in list(self.peers.items()):
             if conn_id not in self.peers or not self.affected(peer.conn, keys):
                 continue  # gone while the push was under way, or untouched by the change
@@ -228,7 +229,7 @@ class ControlPlane:
             except Exception:  # one proxy's bad input must not stop the others' pushes
                 log.exception("generating config for %s failed", peer.conn.proxy_id)
                 continue
-            warnings += len(config.warnings)
+            warnings.update(config.warnings)
             now = self.clock()
             changed = peer.conn.set_config(config)
             responses = peer.conn.push(changed, self.push_version, now, self.control_plane)
@@ -240,7 +241,15 @@ class ControlPlane:
             if started is not None:
                 self.metrics.convergence.observe(max(0.0, now - started))
             yield 1
-        self.metrics.config_warnings.set(float(warnings))
+        self._report_warnings(warnings, full=keys is None)
+
+    def _report_warnings(self, warnings: set[str], *, full: bool) -> None:
+        """Log each problem with the config once, when it first appears; export the count."""
+        for w in sorted(warnings - self._warned):
+            log.warning("config problem: %s", w)
+        # a scoped push only sees some proxies' problems; forget old ones only after a full one
+        self._warned = warnings if full else self._warned | warnings
+        self.metrics.config_warnings.set(float(len(self._warned)))
 
     async def _push_loop(self) -> None:
         while True:

@@ -418,3 +418,29 @@ def test_affected_proxies_by_dependency_and_visibility() -> None:
     assert plane.affected(rv, {"Sidecar/other/default"}) and not plane.affected(fe, {"Sidecar/other/default"})
     assert plane.affected(fe, {"Sidecar/istio-system/default"})  # the root namespace's applies to all
     assert not plane.affected(fe, {"Pod/elsewhere/unrelated"})
+
+
+async def test_config_problems_are_logged_once_and_counted(
+    cp: tuple[ControlPlane, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    plane, port = cp
+    plane.update(snapshot())
+    proxy = await FakeProxy.connect(port, FRONTEND)
+    await proxy.subscribe(ROUTE_TYPE)
+    await proxy.ack(await proxy.recv())
+    broken = istio(
+        "VirtualService",
+        "pc",
+        "production",
+        {"hosts": ["productcatalog"], "http": [{"route": [{"destination": {}}]}]},
+        valid=False,
+    )
+    for _ in range(2):
+        plane.update(snapshot(virtual_services=[broken]), {"VirtualService/production/pc"})
+        await eventually(lambda: plane.metrics.config_warnings.values.get((), 0.0) == 1.0)
+        await asyncio.sleep(0.1)
+    problems = [r for r in caplog.records if "config problem" in r.getMessage()]
+    assert len(problems) == 1 and "destination.host is required" in problems[0].getMessage()
+    plane.update(snapshot(), None)
+    await eventually(lambda: plane.metrics.config_warnings.values.get((), 0.0) == 0.0)
+    await proxy.close()
