@@ -51,6 +51,7 @@ _HOP: Final = frozenset(
 PEER_META: Final = b"x-envoy-peer-metadata"
 PEER_META_ID: Final = b"x-envoy-peer-metadata-id"
 _PEER: Final = frozenset({PEER_META, PEER_META_ID})
+_HOP_OR_PEER: Final = _HOP | _PEER  # response headers never forwarded as they are
 
 HIGH_WATER: Final = 256 * 1024  # body bytes buffered before the sender is paused
 
@@ -104,6 +105,39 @@ class FlowControl:
 
 class DownstreamProtocol(asyncio.Protocol):
     """One client connection to a listener (outbound, inbound, gateway or admin)."""
+
+    __slots__ = (
+        "_deadline",
+        "_deadline_cb",
+        "_head_bytes",
+        "_headers",
+        "_in_head",
+        "_timer",
+        "_timer_when",
+        "_url",
+        "admin",
+        "batching",
+        "closed",
+        "conn_id",
+        "current",
+        "flow",
+        "listener",
+        "listener_name",
+        "local_addr",
+        "local_ip",
+        "loop",
+        "parser",
+        "parsing",
+        "pipeline",
+        "proxy",
+        "remote_addr",
+        "remote_ip",
+        "transport",
+        "tunnel",
+        "tunnel_buffer",
+        "wbuf",
+        "write_paused",
+    )
 
     def __init__(self, proxy: Proxy, listener: ListenerConfig | None, admin: bool = False) -> None:
         self.proxy = proxy
@@ -252,11 +286,16 @@ class DownstreamProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        method = self.parser.get_method().decode("ascii")
+        parser = self.parser
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         x = Exchange(self, method, self._url, self._headers)
-        x.http10 = self.parser.get_http_version() == "1.0"
-        x.keep_alive = self.parser.should_keep_alive()
-        x.upgrade_requested = self.parser.should_upgrade()
+        if parser.get_http_version() == "1.0":
+            x.http10 = True
+        if not parser.should_keep_alive():
+            x.keep_alive = False
+        if parser.should_upgrade():
+            x.upgrade_requested = True
         self.parsing = x
         _strict_checks(x)
         if self.current is None:
@@ -382,12 +421,30 @@ class DownstreamProtocol(asyncio.Protocol):
             self.close()
 
 
+_METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+
 def _detail(e: Exception) -> str:
     return str(e).replace(" ", "_")
 
 
 def _strict_checks(x: Exchange) -> None:
-    """Request-smuggling defences beyond what llhttp already enforces."""
+    """Request-smuggling defences beyond what llhttp already enforces.
+
+    The same single pass over the headers finds what the exchange needs from them: the Host
+    (the authority of an origin-form request), x-request-id, peer metadata and Expect."""
+    try:
+        _header_pass(x)
+    except _Reject:
+        if not x.authority:  # the access log of a rejected request still shows its Host
+            for name, value in x.req_headers:
+                if name == b"host":
+                    x.authority = value.decode("latin-1")
+                    break
+        raise
+
+
+def _header_pass(x: Exchange) -> None:
     cl: bytes | None = None
     te = host = None
     for name, value in x.req_headers:
@@ -408,6 +465,8 @@ def _strict_checks(x: Exchange) -> None:
             if host is not None:
                 raise _Reject(400, "http1.duplicate_host")
             host = value
+            if not x.authority:
+                x.authority = value.decode("latin-1")
         elif name == b"x-request-id":
             x.request_id = value
         elif name == PEER_META:
@@ -431,53 +490,66 @@ def _strict_checks(x: Exchange) -> None:
 class Exchange:
     """One request and its response; finished exactly once (metrics, access log, pool release)."""
 
-    # Class-level defaults: creating an exchange per request sets only what differs.
-    request_end_mono = 0.0
-    response_start_mono = 0.0
-    end_mono = 0.0
-    http10 = False
-    keep_alive = True
-    close_after = False
-    req_chunked = False
-    req_length: int | None = None
-    request_done = False
-    protocol = "HTTP/1.1"
-    status = 0
-    flags = ""
-    details = ""
-    termination = ""
-    upstream_failure = ""
-    bytes_received = 0
-    bytes_sent = 0
-    route: CompiledRoute | None = None
-    route_name = ""
-    cluster: ClusterState | None = None
-    cluster_name = ""
-    host: Host | None = None
-    upstream_host = ""
-    upstream_local = ""
-    upstream: UpstreamProtocol | None = None
-    pending_bytes = 0
-    head_sent = False  # request head written upstream
-    response_started = False
-    resp_chunked = False
-    resp_no_body = False
-    resp_until_close = False  # the upstream's body ends when it closes (no length, not chunked)
-    response_ops: HeaderOps | None = None
-    extra_resp_headers: Sequence[tuple[bytes, bytes]] = ()
-    resp_headers: Sequence[tuple[bytes, bytes]] = ()
-    upgrading = False
-    done = False
-    started = False
-    upstream_start = 0.0
-    timer: asyncio.TimerHandle | None = None
-    timeout = 0.0
-    peer_header: bytes | None = None
-    view: RequestView | None = None
-    upgrade_requested = False
-    expect_continue = False
-    original_target: str | None = None
-    request_id: bytes | None = None
+    # Slots, not a __dict__: attribute reads and writes on the hot path are the cheap kind.
+    __slots__ = (
+        "authority",
+        "bytes_received",
+        "bytes_sent",
+        "close_after",
+        "cluster",
+        "cluster_name",
+        "conn",
+        "details",
+        "done",
+        "end_mono",
+        "expect_continue",
+        "extra_resp_headers",
+        "flags",
+        "head_sent",
+        "host",
+        "http10",
+        "keep_alive",
+        "method",
+        "original_target",
+        "path",
+        "peer_header",
+        "pending_body",
+        "pending_bytes",
+        "protocol",
+        "proxy",
+        "query",
+        "req_chunked",
+        "req_headers",
+        "req_length",
+        "request_done",
+        "request_end_mono",
+        "request_id",
+        "resp_chunked",
+        "resp_headers",
+        "resp_no_body",
+        "resp_until_close",
+        "response_ops",
+        "response_start_mono",
+        "response_started",
+        "route",
+        "route_name",
+        "start_mono",
+        "start_time",
+        "started",
+        "status",
+        "target",
+        "termination",
+        "timeout",
+        "timer",
+        "upgrade_requested",
+        "upgrading",
+        "upstream",
+        "upstream_failure",
+        "upstream_host",
+        "upstream_local",
+        "upstream_start",
+        "view",
+    )
 
     def __init__(self, conn: DownstreamProtocol, method: str, url: bytes, headers: Headers) -> None:
         self.conn = conn
@@ -487,6 +559,52 @@ class Exchange:
         self.start_time = time.time()
         self.start_mono = time.monotonic()
         self.pending_body: list[bytes] = []
+        self.request_end_mono = 0.0
+        self.response_start_mono = 0.0
+        self.end_mono = 0.0
+        self.http10 = False
+        self.keep_alive = True
+        self.close_after = False
+        self.req_chunked = False
+        self.req_length: int | None = None
+        self.request_done = False
+        self.protocol = "HTTP/1.1"
+        self.status = 0
+        self.flags = ""
+        self.details = ""
+        self.termination = ""
+        self.upstream_failure = ""
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.route: CompiledRoute | None = None
+        self.route_name = ""
+        self.cluster: ClusterState | None = None
+        self.cluster_name = ""
+        self.host: Host | None = None
+        self.upstream_host = ""
+        self.upstream_local = ""
+        self.upstream: UpstreamProtocol | None = None
+        self.pending_bytes = 0
+        self.head_sent = False  # request head written upstream
+        self.response_started = False
+        self.resp_chunked = False
+        self.resp_no_body = False
+        self.resp_until_close = False  # the upstream's body ends when it closes (no length, not chunked)
+        self.response_ops: HeaderOps | None = None
+        self.extra_resp_headers: Sequence[tuple[bytes, bytes]] = ()
+        self.resp_headers: Sequence[tuple[bytes, bytes]] = ()
+        self.upgrading = False
+        self.done = False
+        self.started = False
+        self.upstream_start = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timeout = 0.0
+        self.peer_header: bytes | None = None
+        self.view: RequestView | None = None
+        self.upgrade_requested = False
+        self.expect_continue = False
+        self.original_target: str | None = None
+        self.request_id: bytes | None = None
         # request-target pieces
         target = url.decode("latin-1")
         self.authority = ""
@@ -496,11 +614,7 @@ class Exchange:
             slash = rest.find("/")
             self.authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
         self.target = target
-        if not self.authority:
-            for k, v in headers:
-                if k == b"host":
-                    self.authority = v.decode("latin-1")
-                    break
+        # An origin-form request's authority (its Host header) is filled in by _strict_checks.
         self.path, _, self.query = target.partition("?")
 
     def __repr__(self) -> str:
@@ -747,27 +861,27 @@ class Exchange:
         self.response_start_mono = now = time.monotonic()
         if self.conn.closed:
             return
-        self.resp_headers = headers
+        # The upstream parser made this list for this response alone: the access log keeps it.
+        self.resp_headers = received = headers
         if self.response_ops is not None:
             headers = self.response_ops.apply(headers)
-        out = [status_line(status)]
+        line = _STATUS_LINE.get(status)
+        out = [line if line is not None else status_line(status)]
         length: bytes | None = None
         chunked = False
         for k, v in headers:
-            if k in _HOP:
+            if k in _HOP_OR_PEER:
                 if k == b"content-length":
                     length = v
                 elif k == b"transfer-encoding":
                     chunked = True
                 continue
-            if k in _PEER:
-                continue
             out += (k, b": ", v, b"\r\n")
         for k, v in self.extra_resp_headers:
             out.append(k + b": " + v + b"\r\n")
-        ust = b"%d" % int((now - self.upstream_start) * 1000)
-        out.append(b"x-envoy-upstream-service-time: " + ust + b"\r\n")
-        self.resp_headers = [*self.resp_headers, (b"x-envoy-upstream-service-time", ust)]
+        ust = b"%d" % ((now - self.upstream_start) * 1000)
+        out += (b"x-envoy-upstream-service-time: ", ust, b"\r\n")
+        received.append((b"x-envoy-upstream-service-time", ust))
         if status == 101:
             out.append(b"connection: upgrade\r\n")
             for k, v in headers:
@@ -917,13 +1031,15 @@ class Exchange:
         if up is not None and up.tunnel is None:
             self.upstream = None
             up.exchange = None
-            self.proxy.release(up, reusable and not self.close_after and self.request_done)
-        if self.pending_bytes and self.conn.flow is not None:
-            self.conn.flow.resume("connecting")
-        self.pending_body.clear()
-        if not self.conn.admin:
+            up.pool.release(up, reusable and not self.close_after and self.request_done)
+        conn = self.conn
+        if self.pending_bytes:
+            self.pending_body.clear()
+            if conn.flow is not None:
+                conn.flow.resume("connecting")
+        if not conn.admin:
             self.proxy.record(self)
-        self.conn.exchange_done(self)
+        conn.exchange_done(self)
 
     def start_tunnel(self, up: UpstreamProtocol, rest: bytes) -> None:
         """After a 101: bytes flow both ways untouched until either side closes."""
@@ -980,6 +1096,22 @@ def _split_host_port(authority: str) -> tuple[str, int]:
 
 class UpstreamProtocol(asyncio.Protocol):
     """A pooled connection to one endpoint; serves one exchange at a time."""
+
+    __slots__ = (
+        "_headers",
+        "_reset_parser",
+        "_skip",
+        "_status",
+        "closed",
+        "exchange",
+        "flow",
+        "idle_since",
+        "local_addr",
+        "parser",
+        "pool",
+        "transport",
+        "tunnel",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -1064,12 +1196,6 @@ class UpstreamProtocol(asyncio.Protocol):
         down = x0.conn
         down.batching = True
         try:
-            self._feed(data)
-        finally:
-            down.flush()
-
-    def _feed(self, data: bytes) -> None:
-        try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
             x = self.exchange
@@ -1087,6 +1213,8 @@ class UpstreamProtocol(asyncio.Protocol):
                 self.exchange = None
                 x.upstream = None
                 x.upstream_failed("UPE", "upstream_reset_before_response_started{protocol_error}", _detail(e))
+        finally:
+            down.flush()
         if self._reset_parser:
             self._reset_parser = False
             self.parser = httptools.HttpResponseParser(self)
@@ -1137,6 +1265,18 @@ class UpstreamProtocol(asyncio.Protocol):
 
 class Pool:
     """Keep-alive connections to one endpoint. State changes are synchronous; connects run as tasks."""
+
+    __slots__ = (
+        "active",
+        "address",
+        "bind_ip",
+        "connecting",
+        "idle",
+        "idle_timeout",
+        "port",
+        "proxy",
+        "total_connections",
+    )
 
     def __init__(self, proxy: Proxy, address: str, port: int, bind_ip: str | None) -> None:
         self.proxy = proxy

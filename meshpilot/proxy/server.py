@@ -311,6 +311,11 @@ class Proxy:
 
     def _source_key(self, x: Exchange) -> PeerKey:
         host = x.host
+        if host is not None:
+            # Remembered on the endpoint itself: one attribute read instead of a tuple and a dict.
+            cached = host.stats_key
+            if cached is not None and cached[0] == x.cluster_name:
+                return cached[1]
         ck = (x.cluster_name, host.key if host is not None else x.authority)
         key = self._source_keys.get(ck)
         if key is None:
@@ -320,6 +325,8 @@ class Proxy:
             svc = self._service_of(x)
             key = peer_key("source", self.workload, dest, *svc, "unknown")
             self._source_keys[ck] = key
+        if host is not None:
+            host.stats_key = (x.cluster_name, key)
         return key
 
     def _dest_key(self, x: Exchange) -> PeerKey:

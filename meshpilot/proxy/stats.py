@@ -128,23 +128,32 @@ class _Series:
         self.resp_sum = 0
 
 
+_bisect_left: Final = bisect.bisect_left
+
+
 class IstioMetrics:
     def __init__(self) -> None:
         self._series: dict[tuple[PeerKey, str, str, str], _Series] = {}
+        # The same series keyed by what a request has at hand (int code, raw flags), so recording
+        # does not format the labels each time.
+        self._fast: dict[tuple[PeerKey, int, str], _Series] = {}
 
     def record(
         self, peer: PeerKey, code: int, flags: str, duration_ms: float, req_bytes: int, resp_bytes: int
     ) -> None:
-        key = (peer, str(code), flags or "-", "")  # grpc_response_status: empty for plain HTTP, as Istio
-        s = self._series.get(key)
+        s = self._fast.get((peer, code, flags))
         if s is None:
-            s = self._series[key] = _Series()
+            key = (peer, str(code), flags or "-", "")  # grpc_response_status: empty for plain HTTP, as Istio
+            s = self._series.get(key)
+            if s is None:
+                s = self._series[key] = _Series()
+            self._fast[(peer, code, flags)] = s
         s.count += 1
-        s.dur[bisect.bisect_left(DURATION_BUCKETS, duration_ms)] += 1
+        s.dur[_bisect_left(DURATION_BUCKETS, duration_ms)] += 1
         s.dur_sum += duration_ms
-        s.req[bisect.bisect_left(BYTES_BUCKETS, req_bytes)] += 1
+        s.req[_bisect_left(BYTES_BUCKETS, req_bytes)] += 1
         s.req_sum += req_bytes
-        s.resp[bisect.bisect_left(BYTES_BUCKETS, resp_bytes)] += 1
+        s.resp[_bisect_left(BYTES_BUCKETS, resp_bytes)] += 1
         s.resp_sum += resp_bytes
 
     def exposition(self) -> Iterable[str]:
