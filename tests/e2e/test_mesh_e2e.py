@@ -121,17 +121,28 @@ def test_mesh_installed_and_every_app_pod_has_a_sidecar(mesh: Mesh) -> None:
 
 def test_frontend_reaches_productcatalog_through_both_sidecars(mesh: Mesh) -> None:
     svc = mesh.client.get(("", "services"), "frontend", "frontend")
-    frontend_ip = mesh.frontend["status"]["podIP"]
+    frontend = mesh.frontend
+    catalog = {p["metadata"]["name"]: p for p in mesh.pods("production", "app=productcatalog")}
+    from_frontend = {"source_workload": "frontend", "destination_service": CATALOG_HOST}
+
+    def counted() -> dict[str, int]:
+        out = {"frontend": sum(requests_by(mesh.scrape(frontend), "source", **from_frontend).values())}
+        for name, pod in catalog.items():
+            out[name] = sum(requests_by(mesh.scrape(pod), "destination", **from_frontend).values())
+        return out
+
+    before = counted()
     resp = httpx.get(f"http://{svc['spec']['clusterIP']}/api/products", timeout=10, trust_env=False)
     assert resp.status_code == 200, resp.text
     upstream = resp.json()["productcatalog"]
-    assert upstream["status"] == 200
-    assert upstream["version"] in ("v1", "v2")
+    assert upstream["status"] == 200 and upstream["version"] in ("v1", "v2")
     # the frontend app used its sidecar ($HTTP_PROXY), not the ClusterIP
-    assert upstream["via"] == f"via proxy http://{frontend_ip}:15001"
-    # and the sidecar forwarded to productcatalog's sidecar, which forwarded to the app: both report it
-    request_id = resp.json()["requestId"]
-    assert request_id
+    assert upstream["via"] == f"via proxy http://{frontend['status']['podIP']}:15001"
+    # its sidecar counted the call as source, the serving pod's sidecar as destination; no one else
+    after = counted()
+    assert {k: after[k] - before[k] for k in after} == {
+        name: 1 if name in ("frontend", upstream["pod"]) else 0 for name in after
+    }
 
 
 # --- routing -----------------------------------------------------------------------------------
