@@ -303,9 +303,17 @@ def _config_ref(metadata: Any) -> str:
     return str(path)
 
 
+def _cluster_order(c: Mapping[str, Any]) -> tuple[str, int, str, str]:
+    """istioctl's order: by service FQDN, then port (numerically), subset, direction."""
+    parts = str(c.get("name", "")).split("|")
+    if len(parts) != 4:
+        return (parts[0], 0, "", "")
+    return (parts[3], int(parts[1]) if parts[1].isdigit() else 0, parts[2], parts[0])
+
+
 def cluster_rows(clusters: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
-    for c in sorted(clusters, key=lambda c: str(c.get("name"))):
+    for c in sorted(clusters, key=_cluster_order):
         name = str(c.get("name", ""))
         parts = name.split("|")
         if len(parts) == 4:
@@ -406,7 +414,7 @@ def endpoint_rows(status: Mapping[str, Any] | None, loads: Sequence[Mapping[str,
                         str(c.get("name", "")),
                     ]
                 )
-        return sorted(rows, key=lambda r: (r[3], r[0]))
+        return sorted(rows, key=lambda r: (_cluster_order({"name": r[3]}), r[0]))
     for load in loads:
         for group in load.get("endpoints") or ():
             for ep in group.get("lb_endpoints") or ():
@@ -418,7 +426,7 @@ def endpoint_rows(status: Mapping[str, Any] | None, loads: Sequence[Mapping[str,
                         str(load.get("cluster_name", "")),
                     ]
                 )
-    return sorted(rows, key=lambda r: (r[3], r[0]))
+    return sorted(rows, key=lambda r: (_cluster_order({"name": r[3]}), r[0]))
 
 
 ENDPOINT_HEADERS = ["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"]
