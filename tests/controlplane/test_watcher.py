@@ -153,3 +153,61 @@ async def test_watcher_follows_the_cluster(cluster: Any, namespace: str) -> None
             assert w.errors == 0
         finally:
             await w.stop()
+
+
+class FlakyClient:
+    """Lists from a scripted sequence; each watch yields its scripted events, then fails (or waits)."""
+
+    def __init__(self, lists: list[list[dict[str, Any]]], failures: list[Exception]) -> None:
+        from meshpilot.client import ObjectList
+
+        self.lists = [ObjectList(items) for items in lists]
+        for i, lst in enumerate(self.lists):
+            lst.resource_version = str(i + 1)
+        self.failures = failures
+        self.list_calls = 0
+        self.stop = asyncio.Event()
+
+    async def list(self, resource: Any, namespace: Any = None) -> Any:
+        if resource != ("", "services"):
+            from meshpilot.client import ObjectList
+
+            return ObjectList()
+        self.list_calls += 1
+        return self.lists[min(self.list_calls, len(self.lists)) - 1]
+
+    async def watch(self, resource: Any, namespace: Any = None, *, resource_version: Any = None) -> Any:
+        if resource == ("", "services") and self.failures:
+            raise self.failures.pop(0)
+        await self.stop.wait()
+        return
+        yield  # an async generator that yields nothing
+
+
+async def test_a_failed_watch_lists_again_and_reports_the_difference() -> None:
+    from meshpilot.client import ApiError
+
+    a = with_rv(service("a", "ns", [("http", 80, 80)], "127.1.128.1"), "1")
+    b = with_rv(service("b", "ns", [("http", 80, 80)], "127.1.128.2"), "2")
+    client = FlakyClient([[a], [a, b], [b]], [ApiError(410, "Gone", "too old"), ConnectionError("reset")])
+    rec = Recorder()
+    w = RegistryWatcher(client, rec, backoff=(0.01, 0.05))  # type: ignore[arg-type]
+    w.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while client.list_calls < 3 or not rec.calls or rec.calls[-1][1] != {"Service/ns/a"}:
+            assert asyncio.get_running_loop().time() < deadline, (
+                client.list_calls,
+                [c[1] for c in rec.calls],
+            )
+            await asyncio.sleep(0.01)
+        changes = [c[1] for c in rec.calls]
+        assert changes[0] is None  # the first full snapshot
+        # b, found by the relist after 410 Gone, was reported (in the first snapshot or as a change)
+        assert any("b" in {s["metadata"]["name"] for s in snap.services} for snap, _ in rec.calls)
+        # a's deletion, seen only by the relist after the connection reset, is reported as a change
+        assert [s["metadata"]["name"] for s in rec.calls[-1][0].services] == ["b"]
+        assert w.errors == 2
+    finally:
+        client.stop.set()
+        await w.stop()
