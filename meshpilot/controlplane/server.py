@@ -180,8 +180,6 @@ class ControlPlane:
                 export, obj_ns, namespace
             ):
                 return True
-            if kind == "Pod":
-                continue
         # a pod joining or leaving a ServiceEntry's workloadSelector changes that entry's endpoints
         pods = [k for k in keys if k.startswith("Pod/")]
         if pods and self.snapshot is not None:

@@ -36,7 +36,6 @@ from meshpilot.controlplane.policy import (
     select_rule,
 )
 from meshpilot.controlplane.registry import (
-    DOMAIN_SUFFIX,
     MeshService,
     ProxyIdentity,
     Registry,
@@ -647,7 +646,3 @@ def generate(registry: Registry, proxy: ProxyIdentity) -> ProxyConfig:
         dependencies=frozenset(b.deps),
         warnings=b.warnings,
     )
-
-
-def cluster_fqdn(hostname: str) -> bool:
-    return hostname.endswith("." + DOMAIN_SUFFIX)
