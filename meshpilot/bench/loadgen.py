@@ -36,6 +36,7 @@ import httptools
 
 from meshpilot.bench.histogram import CompactHistogram, Histogram, ValueCounter, merge_all
 from meshpilot.bench.schedule import RateSchedule, Stage
+from meshpilot.tasks import spawn
 
 LATE_SEND = 0.001  # a send this much after its intended time counts as late
 # Loop timers are millisecond-grained, so a send may go out up to this much *before* its intended
@@ -101,6 +102,9 @@ class LoadOptions:
             raise LoadError("-n must be >= 0")
         if self.timeout <= 0:
             raise LoadError("-timeout must be > 0")
+        if self.method == "HEAD":
+            # a HEAD response announces a body it does not send; the response parser cannot be told
+            raise LoadError("-X HEAD is not supported (use GET)")
         self.workers = max(1, min(self.workers, self.connections))
         target = ""
         if self.proxy:
@@ -325,8 +329,6 @@ class _Worker:
     def _reconnect(self, slot: int) -> None:
         if self.stopping or self.clients[slot] is not None:
             return
-        from meshpilot.tasks import spawn
-
         spawn(self._reconnect_async(slot), name=f"bench-reconnect-{self.index}-{slot}")
 
     async def _reconnect_async(self, slot: int) -> None:

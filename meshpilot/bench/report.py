@@ -9,6 +9,7 @@ field names that Fortio readers ignore.
 from __future__ import annotations
 
 import base64
+import bisect
 import math
 import re
 from datetime import UTC, datetime
@@ -218,8 +219,6 @@ def _display_rows(h: Histogram) -> list[tuple[float, float, float, int]]:
     while decade < 1e5:
         edges.extend(m * decade for m in _DISPLAY_MANTISSAS)
         decade *= 10
-    import bisect
-
     for start, end, n in h.buckets():
         mid = (start + end) / 2
         i = bisect.bisect_left(edges, mid)

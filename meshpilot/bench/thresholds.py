@@ -10,6 +10,7 @@ k6's code 99.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EXIT_THRESHOLDS_FAILED = 99  # k6's exit code when thresholds are crossed
@@ -87,15 +88,14 @@ class Verdict:
 
 def evaluate(
     thresholds: list[Threshold],
-    percentile: object,
+    percentile: Callable[[float], float],
     avg: float,
     min_: float,
     max_: float,
     error_rate: float,
     rps: float,
 ) -> list[Verdict]:
-    """Judge each threshold; ``percentile`` is a callable p -> seconds."""
-    assert callable(percentile)
+    """Judge each threshold; ``percentile`` maps p (0..100) to seconds."""
     verdicts = []
     for t in thresholds:
         if t.metric == "errors":
@@ -109,8 +109,8 @@ def evaluate(
         elif t.metric == "max":
             observed = max_
         elif t.metric == "med":
-            observed = float(percentile(50.0))
+            observed = percentile(50.0)
         else:
-            observed = float(percentile(float(t.metric[1:])))
+            observed = percentile(float(t.metric[1:]))
         verdicts.append(Verdict(t, observed, t.holds(observed)))
     return verdicts

@@ -289,6 +289,7 @@ def test_unreachable_target_fails_with_one_line() -> None:
         (["-p", "50,x", "http://127.0.0.1:1/"], "-p: invalid percentile"),
         (["--stage", "30s", "http://127.0.0.1:1/"], "invalid stage"),
         (["-H", "NoColon", "http://127.0.0.1:1/"], "invalid extra header"),
+        (["-X", "HEAD", "http://127.0.0.1:1/"], "-X HEAD is not supported"),
     ],
 )
 def test_bad_input_is_rejected_before_running(args: list[str], message: str) -> None:
