@@ -64,19 +64,34 @@ def _deployment_ready(client: Client, name: str) -> bool:
 )
 @click.option("--wait/--no-wait", default=True, help="wait until istiod is ready")
 @click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for readiness")
+@click.option(
+    "--cluster-id",
+    default=None,
+    help="cluster id in telemetry (default: the local cluster's name, as injected)",
+)
 @click.option("--context", "context", default=None, metavar="NAME", help="kubeconfig context")
 @click.pass_context
 @reports_errors
 def install(
-    ctx: click.Context, revision: str | None, wait: bool, timeout: float, context: str | None
+    ctx: click.Context,
+    revision: str | None,
+    wait: bool,
+    timeout: float,
+    cluster_id: str | None,
+    context: str | None,
 ) -> None:
     """Install the control plane (istiod) into istio-system."""
     try:
         objects = manifests(revision)
     except InstallError as exc:
         fail(str(exc))
-    with _client(ctx, context) as client:
-        for result in client.apply(objects):
+    from meshpilot.client.kubeconfig import credentials
+
+    creds = credentials(context_name(ctx, context))
+    if cluster_id is None and creds.context.startswith("meshpilot-"):
+        cluster_id = creds.context.removeprefix("meshpilot-")  # the injector's ISTIO_META_CLUSTER_ID
+    with Client(creds.server, creds.token, creds.namespace, ca_data=creds.ca_data) as client:
+        for result in install_into(client, revision, cluster_id):
             kind = str(result.get("kind", "")).lower()
             click.echo(f"{kind}/{result.get('name')} {result.get('result')}")
         name = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")

@@ -62,8 +62,13 @@ def wait_until(what: str, predicate: Any, timeout: float = 60.0) -> Any:
 @pytest.fixture
 def canary(cluster: Any) -> Iterator[Any]:
     client = cluster.client
-    results = install_into(client, revision=REV, cluster_id=cluster.name)
-    assert {r["kind"] for r in results} >= {"Deployment", "Service", "ConfigMap", "ServiceAccount"}
+    # what a user types: install the canary next to whatever runs, and wait for it
+    result = cluster.cli("install", "--revision", REV, "--timeout", "60")
+    assert result.exit_code == 0, result.stderr
+    assert f"deployment/istiod-{REV} created" in result.stdout
+    assert f"✔ Istiod (istiod-{REV}, revision {REV}) is ready" in result.stdout
+    again = install_into(client, revision=REV, cluster_id=cluster.name)  # idempotent
+    assert {r["result"] for r in again} == {"unchanged"}, again
     try:
         yield client
     finally:
