@@ -110,6 +110,7 @@ class DownstreamProtocol(asyncio.Protocol):
         "_deadline",
         "_deadline_cb",
         "_head_bytes",
+        "_head_timer",
         "_headers",
         "_in_head",
         "_timer",
@@ -158,6 +159,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._headers: Headers = []
         self._head_bytes = 0
         self._in_head = False
+        self._head_timer = False  # the header-read timeout is armed for the head being read
         self.write_paused = False
         self.closed = False
         self.tunnel: UpstreamProtocol | None = None
@@ -252,6 +254,11 @@ class DownstreamProtocol(asyncio.Protocol):
             ) and self._head_bytes > self.proxy.settings.max_header_bytes:
                 if not self.closed:
                     self._reject(431, "request_headers_too_large")
+            elif self._in_head and self.current is None and not self._head_timer and not self.closed:
+                # The header-read timeout runs only for a head that did not arrive in one read
+                # (most do: then no timer is touched for it at all).
+                self._head_timer = True
+                self._arm(self.proxy.settings.header_timeout, self._on_header_timeout)
 
     def _reject(self, status: int, details: str) -> None:
         """A request the proxy refuses to parse further: answer if nothing is in flight, then close."""
@@ -274,8 +281,6 @@ class DownstreamProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._in_head = True
-        if self.current is None:
-            self._arm(self.proxy.settings.header_timeout, self._on_header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -285,6 +290,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_timer = False
         self._head_bytes = 0
         parser = self.parser
         raw_method = parser.get_method()

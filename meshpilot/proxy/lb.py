@@ -26,8 +26,8 @@ class Host:
     priority: int = 0
     active: int = 0
     pool: Any = field(default=None, repr=False)  # the proxy's connection pool for this address, cached
-    # (cluster name, Istio metric label key) of the source-side series, cached by the proxy.
-    stats_key: tuple[str, tuple[str, ...]] | None = field(default=None, repr=False)
+    # (cluster name, Istio metric label key, its series table), cached by the proxy's telemetry.
+    stats_key: tuple[str, tuple[str, ...], Any] | None = field(default=None, repr=False)
     key: str = field(default="", init=False)  # "address:port", computed once
 
     def __post_init__(self) -> None:

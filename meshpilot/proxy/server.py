@@ -40,7 +40,7 @@ from meshpilot.proxy.http import (
     encode_peer_metadata,
 )
 from meshpilot.proxy.router import ConfigError
-from meshpilot.proxy.stats import Counters, IstioMetrics, PeerKey, peer_key, workload_view
+from meshpilot.proxy.stats import Counters, IstioMetrics, PeerKey, SeriesTable, peer_key, workload_view
 from meshpilot.tasks import spawn
 from meshpilot.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_NAMES
 
@@ -99,7 +99,7 @@ class Proxy:
         self.last_updated: dict[str, float] = {}
         self._conn_ids = itertools.count(1)
         self._source_keys: dict[tuple[str, str], PeerKey] = {}
-        self._dest_keys: dict[tuple[bytes | None, str], PeerKey] = {}
+        self._dest_keys: dict[tuple[bytes | None, str], tuple[PeerKey, SeriesTable]] = {}
         self.workload = workload_view(identity.metadata)
         peer: dict[str, Any] = {
             k: identity.metadata[k]
@@ -281,10 +281,16 @@ class Proxy:
         if lc is None:
             return
         if lc.direction == "INBOUND":
-            key = self._dest_key(x)
+            key, table = self._dest_key(x)
         else:
-            key = self._source_key(x)
-        self.metrics.record(
+            host = x.host
+            cached = host.stats_key if host is not None else None
+            if cached is not None and cached[0] == x.cluster_name:
+                _, key, table = cached
+            else:
+                key, table = self._source_key(x)
+        self.metrics.record_in(
+            table,
             key,
             x.status,
             x.flags,
@@ -309,13 +315,8 @@ class Proxy:
             return host or "unknown", x.cluster_name, "unknown"
         return host or "unknown", host.split(".")[0] if host else "unknown", "unknown"
 
-    def _source_key(self, x: Exchange) -> PeerKey:
+    def _source_key(self, x: Exchange) -> tuple[PeerKey, SeriesTable]:
         host = x.host
-        if host is not None:
-            # Remembered on the endpoint itself: one attribute read instead of a tuple and a dict.
-            cached = host.stats_key
-            if cached is not None and cached[0] == x.cluster_name:
-                return cached[1]
         ck = (x.cluster_name, host.key if host is not None else x.authority)
         key = self._source_keys.get(ck)
         if key is None:
@@ -325,21 +326,23 @@ class Proxy:
             svc = self._service_of(x)
             key = peer_key("source", self.workload, dest, *svc, "unknown")
             self._source_keys[ck] = key
+        table = self.metrics.table(key)
         if host is not None:
-            host.stats_key = (x.cluster_name, key)
-        return key
+            # Remembered on the endpoint itself: one attribute read instead of a tuple and a dict.
+            host.stats_key = (x.cluster_name, key, table)
+        return key, table
 
-    def _dest_key(self, x: Exchange) -> PeerKey:
+    def _dest_key(self, x: Exchange) -> tuple[PeerKey, SeriesTable]:
         dk = (x.peer_header, x.cluster_name)
-        key = self._dest_keys.get(dk)
-        if key is None:
+        cached = self._dest_keys.get(dk)
+        if cached is None:
             if len(self._dest_keys) > 10000:
                 self._dest_keys.clear()
             src = workload_view(decode_peer_metadata(x.peer_header)) if x.peer_header else None
             svc = self._service_of(x)
             key = peer_key("destination", src, self.workload, *svc, "none")
-            self._dest_keys[dk] = key
-        return key
+            cached = self._dest_keys[dk] = (key, self.metrics.table(key))
+        return cached
 
     # -- admin
 

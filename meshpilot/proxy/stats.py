@@ -129,27 +129,51 @@ class _Series:
 
 
 _bisect_left: Final = bisect.bisect_left
+_DURATION_BOUNDS: Final = tuple(float(b) for b in DURATION_BUCKETS)  # float vs float compares faster
+
+# A peer's series keyed by what a request has at hand: the int status code, or (code, flags)
+# when Envoy set response flags.
+SeriesTable = dict[int | tuple[int, str], _Series]
 
 
 class IstioMetrics:
     def __init__(self) -> None:
         self._series: dict[tuple[PeerKey, str, str, str], _Series] = {}
-        # The same series keyed by what a request has at hand (int code, raw flags), so recording
-        # does not format the labels each time.
-        self._fast: dict[tuple[PeerKey, int, str], _Series] = {}
+        self._tables: dict[PeerKey, SeriesTable] = {}
+
+    def table(self, peer: PeerKey) -> SeriesTable:
+        """The per-peer index of ``peer``'s series; callers cache it next to the peer key, so a
+        request never hashes the 22-label key."""
+        t = self._tables.get(peer)
+        if t is None:
+            t = self._tables[peer] = {}
+        return t
 
     def record(
         self, peer: PeerKey, code: int, flags: str, duration_ms: float, req_bytes: int, resp_bytes: int
     ) -> None:
-        s = self._fast.get((peer, code, flags))
+        self.record_in(self.table(peer), peer, code, flags, duration_ms, req_bytes, resp_bytes)
+
+    def record_in(
+        self,
+        table: SeriesTable,
+        peer: PeerKey,
+        code: int,
+        flags: str,
+        duration_ms: float,
+        req_bytes: int,
+        resp_bytes: int,
+    ) -> None:
+        k: int | tuple[int, str] = (code, flags) if flags else code
+        s = table.get(k)
         if s is None:
             key = (peer, str(code), flags or "-", "")  # grpc_response_status: empty for plain HTTP, as Istio
             s = self._series.get(key)
             if s is None:
                 s = self._series[key] = _Series()
-            self._fast[(peer, code, flags)] = s
+            table[k] = s
         s.count += 1
-        s.dur[_bisect_left(DURATION_BUCKETS, duration_ms)] += 1
+        s.dur[_bisect_left(_DURATION_BOUNDS, duration_ms)] += 1
         s.dur_sum += duration_ms
         s.req[_bisect_left(BYTES_BUCKETS, req_bytes)] += 1
         s.req_sum += req_bytes

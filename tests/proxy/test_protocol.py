@@ -286,3 +286,29 @@ def test_generated_request_ids_are_version_4_uuids():
         u = uuid.UUID(rid.decode())
         assert u.version == 4 and u.variant == uuid.RFC_4122
     assert {rid[19:20] for rid in ids} == {b"8", b"9", b"a", b"b"}  # all four variant digits occur
+
+
+async def test_header_timeout_counts_from_the_first_read_of_a_head_not_the_last(proxy):
+    """A client trickling a head byte by byte must not push the 0.2 s header timeout back."""
+    proto, t = connect(proxy)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    head = b"GET /tea HTTP/1.1\r\nHost: svc\r\nX-Slow: " + b"a" * 100
+    i = 0
+    while not t.closed and loop.time() < start + 3:
+        proto.data_received(head[i : i + 1] or b"a")
+        i += 1
+        await asyncio.sleep(0.02)
+    assert t.closed and responses(t.buffer)[0][0] == 408
+    assert loop.time() - start < 1.0
+
+
+async def test_a_head_in_two_reads_within_the_timeout_is_answered(proxy):
+    proto, t = connect(proxy)
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHo")
+    await asyncio.sleep(0.05)
+    proto.data_received(b"st: svc\r\n\r\n")
+    await asyncio.sleep(0.3)  # past the 0.2 s header timeout: it must have been disarmed
+    assert responses(t.buffer)[0][0] == 418 and not t.closed
+    proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\n")  # keep-alive still works
+    assert [s for s, _, _ in responses(t.buffer)] == [418, 418]
