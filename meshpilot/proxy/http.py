@@ -428,6 +428,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
 
 _METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_METHOD_BYTES: Final = {m: b for b, m in _METHODS.items()}
 
 
 def _detail(e: Exception) -> str:
@@ -473,6 +474,7 @@ def _header_pass(x: Exchange) -> None:
             host = value
             if not x.authority:
                 x.authority = value.decode("latin-1")
+                x.authority_raw = value
         elif name == b"x-request-id":
             x.request_id = value
         elif name == PEER_META:
@@ -499,6 +501,7 @@ class Exchange:
     # Slots, not a __dict__: attribute reads and writes on the hot path are the cheap kind.
     __slots__ = (
         "authority",
+        "authority_raw",
         "bytes_received",
         "bytes_sent",
         "close_after",
@@ -544,6 +547,7 @@ class Exchange:
         "started",
         "status",
         "target",
+        "target_raw",
         "termination",
         "timeout",
         "timer",
@@ -620,6 +624,9 @@ class Exchange:
             slash = rest.find("/")
             self.authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
         self.target = target
+        # The bytes as received, reused for the upstream request head while nothing rewrote them.
+        self.target_raw: bytes | None = url if not self.authority else None
+        self.authority_raw: bytes | None = None
         # An origin-form request's authority (its Host header) is filled in by _strict_checks.
         self.path, _, self.query = target.partition("?")
 
@@ -697,8 +704,10 @@ class Exchange:
                 self.req_headers.append((b"x-envoy-original-path", self.target.encode("latin-1")))
                 self.path = rewritten
                 self.target = rewritten + ("?" + self.query if self.query else "")
+                self.target_raw = None
         if route.host_rewrite is not None:
             self.authority = route.host_rewrite
+            self.authority_raw = None
         self.timeout = route.timeout
         self._forward_to(target.cluster, route)
 
@@ -793,7 +802,14 @@ class Exchange:
         self.upstream_start = time.monotonic()
         if self.conn.write_paused:
             up.flow_pause("downstream-write")
-        head = [f"{self.method} {self.target} HTTP/1.1\r\n".encode("latin-1")]
+        target = self.target_raw
+        if target is None:
+            target = self.target.encode("latin-1")
+        method = _METHOD_BYTES.get(self.method) or self.method.encode("latin-1")
+        authority = self.authority_raw
+        if authority is None:
+            authority = self.authority.encode("latin-1")
+        head = [method, b" ", target, b" HTTP/1.1\r\n"]
         upgrade = None
         has_host = False
         for k, v in self.req_headers:
@@ -805,10 +821,10 @@ class Exchange:
                 if has_host:
                     continue
                 has_host = True
-                v = self.authority.encode("latin-1")
+                v = authority
             head += (k, b": ", v, b"\r\n")
         if not has_host:
-            head.append(b"host: " + self.authority.encode("latin-1") + b"\r\n")
+            head += (b"host: ", authority, b"\r\n")
         if upgrade is not None and self.upgrade_requested:
             self.upgrading = True
             head.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
@@ -872,7 +888,10 @@ class Exchange:
         if self.response_ops is not None:
             headers = self.response_ops.apply(headers)
         line = _STATUS_LINE.get(status)
-        out = [line if line is not None else status_line(status)]
+        conn = self.conn
+        # While the downstream batches an upstream read, the head goes straight into its buffer.
+        out = conn.wbuf if conn.batching else []
+        out.append(line if line is not None else status_line(status))
         length: bytes | None = None
         chunked = False
         for k, v in headers:
@@ -912,7 +931,8 @@ class Exchange:
             out.append(b"connection: keep-alive\r\n")
         out.append(b"\r\n")
         self.response_started = True
-        self.conn.write(b"".join(out))
+        if not conn.batching:
+            conn.write(b"".join(out))
 
     def response_body(self, chunk: bytes) -> None:
         if self.resp_no_body or self.conn.closed:
