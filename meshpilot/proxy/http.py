@@ -543,7 +543,6 @@ class Exchange:
         "route",
         "route_name",
         "start_mono",
-        "start_time",
         "started",
         "status",
         "target",
@@ -566,9 +565,8 @@ class Exchange:
         self.proxy = conn.proxy
         self.method = method
         self.req_headers = headers
-        self.start_time = time.time()
         self.start_mono = time.monotonic()
-        self.pending_body: list[bytes] = []
+        self.pending_body: list[bytes] | None = None  # request body that arrived before the upstream
         self.request_end_mono = 0.0
         self.response_start_mono = 0.0
         self.end_mono = 0.0
@@ -629,6 +627,12 @@ class Exchange:
         self.authority_raw: bytes | None = None
         # An origin-form request's authority (its Host header) is filled in by _strict_checks.
         self.path, _, self.query = target.partition("?")
+
+    @property
+    def start_time(self) -> float:
+        """Wall-clock start (the access log's START_TIME), from the monotonic start and the
+        proxy's wall-clock offset refreshed every second: no time.time() per request."""
+        return self.start_mono + self.proxy.wall_offset
 
     def __repr__(self) -> str:
         return f"<Exchange {self.method} {self.authority}{self.target} status={self.status} flags={self.flags or '-'}>"
@@ -835,9 +839,10 @@ class Exchange:
         head.append(b"\r\n")
         up.write(b"".join(head))
         self.head_sent = True
-        for chunk in self.pending_body:
-            self._send_body(chunk)
-        self.pending_body.clear()
+        if self.pending_body is not None:
+            for chunk in self.pending_body:
+                self._send_body(chunk)
+            self.pending_body = None
         if self.pending_bytes:
             self.pending_bytes = 0
             if self.conn.flow is not None:
@@ -850,6 +855,8 @@ class Exchange:
         if self.head_sent and self.upstream is not None:
             self._send_body(chunk)
         elif not self.done:
+            if self.pending_body is None:
+                self.pending_body = []
             self.pending_body.append(chunk)
             self.pending_bytes += len(chunk)
             if self.pending_bytes > HIGH_WATER and self.conn.flow is not None:
@@ -866,7 +873,7 @@ class Exchange:
     def request_end(self) -> None:
         self.request_done = True
         self.request_end_mono = time.monotonic()
-        if self.head_sent:
+        if self.head_sent and self.req_chunked:
             self._finish_request_upstream()
         if self.timeout > 0 and not self.done and not self.upgrading:
             self.timer = self.conn.loop.call_later(self.timeout, self._on_timeout)
@@ -939,9 +946,12 @@ class Exchange:
             return
         self.bytes_sent += len(chunk)
         if self.resp_chunked:
-            self.conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        conn = self.conn
+        if conn.batching:
+            conn.wbuf.append(chunk)
         else:
-            self.conn.write(chunk)
+            conn.write(chunk)
 
     def response_end(self, reusable: bool) -> None:
         if self.done:
@@ -1060,7 +1070,7 @@ class Exchange:
             up.pool.release(up, reusable and not self.close_after and self.request_done)
         conn = self.conn
         if self.pending_bytes:
-            self.pending_body.clear()
+            self.pending_body = None
             if conn.flow is not None:
                 conn.flow.resume("connecting")
         if not conn.admin:
@@ -1372,7 +1382,7 @@ class Pool:
         if not reusable or up.closed or self.proxy.draining:
             up.close()
             return
-        up.idle_since = self.proxy.loop.time()
+        up.idle_since = self.proxy.coarse_now  # the sweep runs once a second anyway
         self.idle.append(up)
 
     def lost(self, up: UpstreamProtocol) -> None:

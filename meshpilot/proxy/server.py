@@ -122,6 +122,8 @@ class Proxy:
             (b"x-envoy-peer-metadata", self.peer_metadata_bytes),
         ]
         self.date_header = b""
+        self.coarse_now = 0.0  # loop time, refreshed by _tick (for bookkeeping that needs ~1 s)
+        self.wall_offset = 0.0  # time.time() - time.monotonic(), refreshed by _tick
         self._tick()
         self._dns_task: asyncio.Task[None] | None = None
         self._dns_wakeup = asyncio.Event()
@@ -133,7 +135,8 @@ class Proxy:
     def _tick(self) -> None:
         """Once a second: the Date header (not formatted per response) and stale pooled connections."""
         self.date_header = f"date: {email.utils.formatdate(usegmt=True)}\r\n".encode()
-        now = self.loop.time()
+        self.wall_offset = time.time() - time.monotonic()
+        self.coarse_now = now = self.loop.time()
         for pool in self.pools.values():
             if pool.idle:
                 pool.sweep(now)
