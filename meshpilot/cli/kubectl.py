@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from meshpilot.api import rollout as rollout_logic
 from meshpilot.cli import printers
 from meshpilot.cli.common import (
     CliError,
@@ -636,11 +637,6 @@ def _first_pod_of(session: Session, ref: Ref) -> str:
 # --- rollout -----------------------------------------------------------------------------------
 
 
-REVISION = "deployment.kubernetes.io/revision"
-CHANGE_CAUSE = "kubernetes.io/change-cause"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-
-
 @click.group(cls=Group)
 def rollout() -> None:
     """Manage the rollout of a Deployment: restart, status, undo, history."""
@@ -660,41 +656,8 @@ def rollout_restart(
     for ref in refs_from_args(args):
         if ref.info.kind != "Deployment":
             fail(f"restarting is not supported for {ref.info.kind}")
-        stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-        session.patch(ref.info, ref.name, session.namespace, patch)
+        session.patch(ref.info, ref.name, session.namespace, rollout_logic.restart_patch(_now()))
         click.echo(f"{ref.display} restarted")
-
-
-def rollout_message(dep: Obj) -> tuple[str, bool]:
-    """kubectl's rollout status wording for one observation: (message, done)."""
-    meta, spec, status = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status", {})
-    name = meta.get("name", "")
-    if status.get("observedGeneration", 0) < meta.get("generation", 0):
-        return "Waiting for deployment spec update to be observed...", False
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            raise CliError(f'deployment "{name}" exceeded its progress deadline')
-    desired = int(spec.get("replicas", 1))
-    updated = int(status.get("updatedReplicas", 0))
-    total = int(status.get("replicas", 0))
-    available = int(status.get("availableReplicas", 0))
-    if updated < desired:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: {updated} out of {desired} new replicas have been updated...',
-            False,
-        )
-    if total > updated:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: {total - updated} old replicas are pending termination...',
-            False,
-        )
-    if available < updated:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas are available...',
-            False,
-        )
-    return f'deployment "{name}" successfully rolled out', True
 
 
 @rollout.command("status")
@@ -723,11 +686,13 @@ def rollout_status(
     last = ""
     while True:
         dep = session.get(ref.info, ref.name, session.namespace)
-        message, done = rollout_message(dep)
-        if message != last:
-            click.echo(message)
-            last = message
-        if done:
+        observed = rollout_logic.rollout_status(dep)
+        if observed.failed:
+            raise CliError(observed.message)
+        if observed.message != last:
+            click.echo(observed.message)
+            last = observed.message
+        if observed.done:
             return
         if not watch:
             raise CliError("rollout is still in progress", prefix="")
@@ -736,22 +701,9 @@ def rollout_status(
         time.sleep(0.25)
 
 
-def _owned_replicasets(session: Session, dep: Obj) -> list[Obj]:
-    uid = dep["metadata"].get("uid")
-    items = session.list(resolve_kind("replicasets"), dep["metadata"].get("namespace"), None)
-    owned = [
-        rs
-        for rs in items
-        if any(o.get("uid") == uid for o in rs.get("metadata", {}).get("ownerReferences") or [])
-    ]
-    return sorted(owned, key=_revision_of)
-
-
-def _revision_of(rs: Obj) -> int:
-    try:
-        return int((rs.get("metadata", {}).get("annotations") or {}).get(REVISION, "0"))
-    except ValueError:
-        return 0
+def _replica_sets_near(session: Session, dep: Obj) -> list[Obj]:
+    """The ReplicaSets of the Deployment's namespace; ``meshpilot.api.rollout`` picks its own."""
+    return session.list(resolve_kind("replicasets"), dep["metadata"].get("namespace"), None)
 
 
 @rollout.command("history")
@@ -768,9 +720,9 @@ def rollout_history(
     ref = deployment_ref(args)
     session = open_session(ctx, context, namespace)
     dep = session.get(ref.info, ref.name, session.namespace)
-    history = _owned_replicasets(session, dep)
+    history = rollout_logic.history(dep, _replica_sets_near(session, dep))
     if revision:
-        match = [rs for rs in history if _revision_of(rs) == revision]
+        match = [rs for rs in history if rollout_logic.revision_of(rs) == revision]
         if not match:
             fail(f"unable to find the specified revision {revision}")
         click.echo(f"{ref.display} with revision #{revision}")
@@ -779,9 +731,11 @@ def rollout_history(
         return
     click.echo(ref.display)
     rows = [
-        [str(_revision_of(rs)), (rs["metadata"].get("annotations") or {}).get(CHANGE_CAUSE, "<none>")]
+        [
+            str(rollout_logic.revision_of(rs)),
+            (rs["metadata"].get("annotations") or {}).get(rollout_logic.CHANGE_CAUSE, "<none>"),
+        ]
         for rs in history
-        if _revision_of(rs) > 0
     ]
     click.echo(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
 
@@ -800,37 +754,19 @@ def rollout_undo(
     ref = deployment_ref(args)
     session = open_session(ctx, context, namespace)
     dep = session.get(ref.info, ref.name, session.namespace)
-    history = [rs for rs in _owned_replicasets(session, dep) if _revision_of(rs) > 0]
-    if not history:
-        fail(f"no rollout history found for deployment {ref.name!r}")
-    current = int((dep["metadata"].get("annotations") or {}).get(REVISION, _revision_of(history[-1])))
-    if to_revision:
-        match = [rs for rs in history if _revision_of(rs) == to_revision]
-        if not match:
-            fail(f"unable to find specified revision {to_revision} in history")
-        target = match[0]
-    else:
-        older = [rs for rs in history if _revision_of(rs) < current]
-        if not older:
-            fail(f"no previous revision of deployment {ref.name!r} to roll back to")
-        target = older[-1]
-    if _revision_of(target) == current:
-        click.echo(f"{ref.display} skipped rollback (current template already matches revision {current})")
+    try:
+        revision, template = rollout_logic.rollback_revision(
+            dep, _replica_sets_near(session, dep), to_revision
+        )
+    except LookupError as exc:
+        fail(str(exc))
+    if rollout_logic.same_template(dep.get("spec", {}).get("template", {}), template):
+        click.echo(f"{ref.display} skipped rollback (current template already matches revision {revision})")
         return
-    template = _template_without_hash(target.get("spec", {}).get("template", {}))
     # A merge patch cannot remove list items or keys the old template lacked, so the template is
     # replaced whole: null first clears the current one inside the same patch document's semantics.
     session.replace_template(ref.info, ref.name, session.namespace, template)
     click.echo(f"{ref.display} rolled back")
-
-
-def _template_without_hash(template: Obj) -> Obj:
-    import copy
-
-    out = copy.deepcopy(template)
-    labels = out.get("metadata", {}).get("labels") or {}
-    labels.pop("pod-template-hash", None)
-    return out
 
 
 # --- scale -------------------------------------------------------------------------------------

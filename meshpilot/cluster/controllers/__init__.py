@@ -208,7 +208,7 @@ class ControllerManager:
             if is_terminating(deployment):
                 continue
             ns = namespace_of(deployment)
-            mine = deployment_logic.owned(deployment, [r for r in rses if namespace_of(r) == ns])
+            mine = deployment_logic.owned_replica_sets(deployment, [r for r in rses if namespace_of(r) == ns])
             rs_uids = {uid_of(r) for r in mine}
             my_pods = [p for p in pods if (controller_ref(p) or {}).get("uid") in rs_uids]
             self._execute_deployment(deployment, deployment_logic.plan(deployment, mine, my_pods))

@@ -22,11 +22,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshpilot.api.rollout import HASH_LABEL as HASH_LABEL
+from meshpilot.api.rollout import RESTARTED_AT as RESTARTED_AT
+from meshpilot.api.rollout import REVISION as REVISION
+from meshpilot.api.rollout import owned_replica_sets as owned_replica_sets
+from meshpilot.api.rollout import restart_template as restart_template
+from meshpilot.api.rollout import revision_of as revision_of
+from meshpilot.api.rollout import rollback_template as rollback_template
+from meshpilot.api.rollout import rollout_complete as rollout_complete
+from meshpilot.api.rollout import same_template as same_template
+from meshpilot.api.rollout import template_without_hash
 from meshpilot.cluster.objects import (
     Obj,
     annotations_of,
     controller_ref,
-    is_terminating,
     name_of,
     namespace_of,
     now,
@@ -36,11 +45,8 @@ from meshpilot.cluster.objects import (
     uid_of,
 )
 
-REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-HASH_LABEL = "pod-template-hash"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # annotations of the Deployment that are not copied to its ReplicaSets
 _NOT_COPIED = {REVISION, DESIRED_REPLICAS, MAX_REPLICAS, "kubectl.kubernetes.io/last-applied-configuration"}
 
@@ -49,7 +55,7 @@ _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def template_hash(template: Obj, collision_count: int = 0) -> str:
     """A stable, short, DNS-safe hash of a pod template (FNV-1a over its canonical JSON)."""
-    data = json.dumps(_strip_hash(template), sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(template_without_hash(template), sort_keys=True, separators=(",", ":")).encode()
     value = 0x811C9DC5
     for byte in data + str(collision_count).encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
@@ -58,25 +64,6 @@ def template_hash(template: Obj, collision_count: int = 0) -> str:
         value, digit = divmod(value, len(_HASH_ALPHABET))
         out += _HASH_ALPHABET[digit]
     return (out or "b")[:10]
-
-
-def _strip_hash(template: Obj) -> Obj:
-    clone = copy.deepcopy(template)
-    labels = clone.get("metadata", {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return clone
-
-
-def same_template(a: Obj, b: Obj) -> bool:
-    return _strip_hash(a) == _strip_hash(b)
-
-
-def revision_of(rs: Obj) -> int:
-    try:
-        return int(annotations_of(rs).get(REVISION, "0"))
-    except ValueError:
-        return 0
 
 
 def scaled_value(value: Any, total: int, round_up: bool) -> int:
@@ -175,11 +162,6 @@ def _available(rs: Obj | None) -> int:
     return int((rs or {}).get("status", {}).get("availableReplicas", 0) or 0)
 
 
-def owned(deployment: Obj, candidates: list[Obj]) -> list[Obj]:
-    uid = uid_of(deployment)
-    return [o for o in candidates if (controller_ref(o) or {}).get("uid") == uid and not is_terminating(o)]
-
-
 @dataclass
 class Plan:
     """What the deployment controller wants done; executed in this order by the manager."""
@@ -238,7 +220,7 @@ def plan(
     spec = deployment.get("spec", {})
     replicas = int(spec.get("replicas", 1))
     result = Plan()
-    rses = owned(deployment, replica_sets)
+    rses = owned_replica_sets(deployment, replica_sets)
     template = spec.get("template", {})
     matching = sorted(
         (rs for rs in rses if same_template(rs.get("spec", {}).get("template", {}), template)),
@@ -423,65 +405,3 @@ def deployment_status(
         c for t, c in conditions.items() if t not in ("Available", "Progressing")
     ]
     return status
-
-
-def rollback_template(deployment: Obj, replica_sets: list[Obj], to_revision: int = 0) -> Obj:
-    """``kubectl rollout undo``: the template of revision ``to_revision`` (0 = the previous one),
-    without its pod-template-hash label, ready to be written back into the Deployment's spec.
-
-    Raises ``LookupError`` with kubectl's wording when there is no such revision.
-    """
-    rses = owned(deployment, replica_sets)
-    by_revision = {revision_of(rs): rs for rs in rses}
-    current = max(by_revision, default=0)
-    if to_revision == 0:
-        older = sorted(r for r in by_revision if r < current)
-        if not older:
-            raise LookupError("no rollout history found for deployment " + repr(name_of(deployment)))
-        to_revision = older[-1]
-    if to_revision not in by_revision:
-        raise LookupError(f"unable to find specified revision {to_revision} in history")
-    template = _strip_hash(by_revision[to_revision].get("spec", {}).get("template", {}))
-    return template
-
-
-def restart_template(template: Obj, moment: dt.datetime | None = None) -> Obj:
-    """``kubectl rollout restart``: the template with a fresh restartedAt annotation."""
-    clone = copy.deepcopy(template)
-    clone.setdefault("metadata", {}).setdefault("annotations", {})[RESTARTED_AT] = (moment or now()).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
-    return clone
-
-
-def rollout_complete(deployment: Obj) -> tuple[bool, str]:
-    """``kubectl rollout status`` semantics: (done, message)."""
-    name = name_of(deployment)
-    spec = deployment.get("spec", {})
-    status = deployment.get("status", {}) or {}
-    generation = int(deployment.get("metadata", {}).get("generation", 1))
-    if int(status.get("observedGeneration", 0) or 0) < generation:
-        return False, "Waiting for deployment spec update to be observed..."
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return False, f'deployment "{name}" exceeded its progress deadline'
-    replicas = int(spec.get("replicas", 1))
-    updated = int(status.get("updatedReplicas", 0) or 0)
-    total = int(status.get("replicas", 0) or 0)
-    available = int(status.get("availableReplicas", 0) or 0)
-    if updated < replicas:
-        return (
-            False,
-            f'Waiting for deployment "{name}" rollout to finish: {updated} out of {replicas} new replicas have been updated...',
-        )
-    if total > updated:
-        return (
-            False,
-            f'Waiting for deployment "{name}" rollout to finish: {total - updated} old replicas are pending termination...',
-        )
-    if available < updated:
-        return (
-            False,
-            f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas are available...',
-        )
-    return True, f'deployment "{name}" successfully rolled out'
