@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import errno
 import json
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -1091,19 +1093,32 @@ class Exchange:
         conn.tunnel_buffer.clear()
 
 
-# ASCII hex digit -> the variant digit of an RFC 9562 UUID (binary 10xx: 8, 9, a or b), keeping two
-# of the digit's random bits.
-_VARIANT: Final = {ord(c): b"89ab"[int(c, 16) & 3 : (int(c, 16) & 3) + 1] for c in "0123456789abcdef"}
-_getrandbits: Final = random.getrandbits
+# Request ids are made 256 at a time: formatting one UUID in Python costs ~8k instructions (a
+# dozen small bytes objects), while a batch is a handful of C-level operations over one buffer.
+_ID_BATCH: Final = 256
+_ID_VERSION: Final = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: version 4
+_ID_VARIANT: Final = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: RFC 4122 variant (10xx)
+_ID_TEMPLATE: Final = b"00000000-0000-0000-0000-000000000000 " * _ID_BATCH
+# hex digit i of a UUID goes to this offset of its 37-byte slot (dashes at 8, 13, 18 and 23)
+_ID_MOVES: Final = tuple((i, i + (i >= 8) + (i >= 12) + (i >= 16) + (i >= 20)) for i in range(32))
+_ids: list[bytes] = []
 
 
 def _request_id() -> bytes:
-    """A random (version 4) UUID, formatted without the cost of the uuid module (~0.7 µs vs 3 µs).
+    """A random (version 4) UUID for x-request-id, as Envoy generates when the header is absent.
 
-    Mersenne Twister bits, like Envoy's non-cryptographic request-id generator: ids must be
-    unique, not unpredictable."""
-    h = b"%032x" % _getrandbits(128)
-    return b"".join((h[:8], b"-", h[8:12], b"-4", h[13:16], b"-", _VARIANT[h[16]], h[17:20], b"-", h[20:]))
+    Drawn from a batch made from os.urandom; the proxy never forks, so no two processes share
+    a batch."""
+    if not _ids:
+        raw = bytearray(os.urandom(16 * _ID_BATCH))
+        raw[6::16] = raw[6::16].translate(_ID_VERSION)
+        raw[8::16] = raw[8::16].translate(_ID_VARIANT)
+        hexed = binascii.hexlify(raw)
+        out = bytearray(_ID_TEMPLATE)
+        for src, dst in _ID_MOVES:
+            out[dst::37] = hexed[src::32]
+        _ids.extend(bytes(out).split())
+    return _ids.pop()
 
 
 def _cookie(headers: Headers, name: str) -> bytes | None:
