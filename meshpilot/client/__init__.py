@@ -12,9 +12,11 @@ context) and ``namespace="*"`` lists or watches across all namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 import httpx
@@ -133,7 +135,40 @@ def _version_of(obj: Mapping[str, Any], info: registry.KindInfo) -> str:
     return version if version in info.versions else info.version
 
 
+# --- the sans-IO half: what to send and what an answer means, shared by Client and AsyncClient ---
+
+# watches and followed logs stay open as long as the server keeps them; only connecting is bounded
+_STREAM_TIMEOUT = httpx.Timeout(30, read=None)
+_APPLY_PATH = "/apis/meshpilot.io/v1alpha1/apply"
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One API call, described before it is sent: both clients build these the same way and differ
+    only in how they send them."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    content: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.params:
+            out["params"] = self.params
+        if self.json is not None:
+            out["json"] = self.json
+        if self.content is not None:
+            out["content"] = self.content
+        if self.headers:
+            out["headers"] = self.headers
+        return out
+
+
 def _raise_for(response: httpx.Response) -> None:
+    """An error status becomes ``ApiError`` with the server's ``Status`` (or the body's text)."""
     if response.status_code < 400:
         return
     try:
@@ -144,48 +179,63 @@ def _raise_for(response: httpx.Response) -> None:
     raise ApiError.from_status(response.status_code, body, text)
 
 
-def _watch_params(
-    resource_version: str | None,
-    label_selector: str | None,
-    field_selector: str | None,
-    timeout_seconds: float | None,
-) -> dict[str, str]:
-    params = {"watch": "true"}
-    if resource_version:
-        params["resourceVersion"] = resource_version
-    if label_selector:
-        params["labelSelector"] = label_selector
-    if field_selector:
-        params["fieldSelector"] = field_selector
-    if timeout_seconds is not None:
-        params["timeoutSeconds"] = str(int(timeout_seconds))
-    return params
+def _unreachable(server: str, exc: Exception) -> ApiError:
+    return ApiError(503, "ServiceUnavailable", f"cannot reach the API server at {server}: {exc}")
 
 
-def _list_params(label_selector: str | None, field_selector: str | None, limit: int | None) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if label_selector:
-        params["labelSelector"] = label_selector
-    if field_selector:
-        params["fieldSelector"] = field_selector
-    if limit:
-        params["limit"] = str(limit)
-    return params
+def _interrupted(exc: Exception) -> ApiError:
+    return ApiError(503, "ServiceUnavailable", f"watch interrupted: {exc}")
 
 
-def _event(line: bytes) -> tuple[str, Obj]:
+def _object(response: httpx.Response) -> Obj:
+    result: Obj = response.json()
+    return result
+
+
+def _object_list(response: httpx.Response) -> ObjectList:
+    body = response.json()
+    out = ObjectList(body.get("items") or [])
+    out.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+    return out
+
+
+def _results(response: httpx.Response) -> Results:
+    results: Results = response.json().get("items") or []
+    return results
+
+
+def _event(line: str) -> tuple[str, Obj] | None:
+    """One line of a watch stream as ``(type, object)``; None for a blank keep-alive line; an ERROR
+    event raises its ``Status`` as ``ApiError``."""
+    if not line.strip():
+        return None
     event = json.loads(line)
     if event.get("type") == "ERROR":
         raise ApiError.from_status(int((event.get("object") or {}).get("code") or 500), event.get("object"))
     return str(event["type"]), event["object"]
 
 
-def _delete_params(grace_period_seconds: int | None, propagation_policy: str | None) -> dict[str, str]:
+def _selector_params(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
     params: dict[str, str] = {}
-    if grace_period_seconds is not None:
-        params["gracePeriodSeconds"] = str(grace_period_seconds)
-    if propagation_policy:
-        params["propagationPolicy"] = propagation_policy
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _log_params(
+    container: str | None, tail_lines: int | None, previous: bool, *, follow: bool
+) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if container:
+        params["container"] = container
+    if tail_lines is not None:
+        params["tailLines"] = str(tail_lines)
+    if previous:
+        params["previous"] = "true"
+    if follow:
+        params["follow"] = "true"
     return params
 
 
@@ -196,7 +246,16 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+def _verify(ca_data: str | None) -> ssl.SSLContext | bool:
+    """Trust exactly the cluster's CA when the kubeconfig names one; else the system's."""
+    if ca_data:
+        return ssl.create_default_context(cadata=ca_data)
+    return True
+
+
 class _Base:
+    """What both clients share: the namespace rules and the requests each method sends."""
+
     def __init__(self, server: str, token: str | None = None, namespace: str = "default") -> None:
         self.server = server.rstrip("/")
         self.token = token
@@ -215,12 +274,120 @@ class _Base:
             return None
         return namespace or (obj.get("metadata") or {}).get("namespace") or self.namespace
 
+    def _get_request(
+        self, resource: Resource, name: str, namespace: str | None, subresource: str | None
+    ) -> _Request:
+        info = kind_info(resource)
+        return _Request("GET", resource_path(info, self._ns(info, namespace), name, subresource))
 
-def _verify(ca_data: str | None) -> ssl.SSLContext | bool:
-    """Trust exactly the cluster's CA when the kubeconfig names one; else the system's."""
-    if ca_data:
-        return ssl.create_default_context(cadata=ca_data)
-    return True
+    def _list_request(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        limit: int | None,
+    ) -> _Request:
+        info = kind_info(resource)
+        params = _selector_params(label_selector, field_selector)
+        if limit:
+            params["limit"] = str(limit)
+        return _Request("GET", resource_path(info, self._ns(info, namespace)), params)
+
+    def _create_request(self, obj: Mapping[str, Any], namespace: str | None) -> _Request:
+        info = info_of(obj)
+        path = resource_path(info, self._obj_ns(info, obj, namespace), version=_version_of(obj, info))
+        return _Request("POST", path, json=dict(obj))
+
+    def _replace_request(
+        self, obj: Mapping[str, Any], namespace: str | None, subresource: str | None
+    ) -> _Request:
+        info = info_of(obj)
+        name = str((obj.get("metadata") or {}).get("name"))
+        path = resource_path(
+            info, self._obj_ns(info, obj, namespace), name, subresource, _version_of(obj, info)
+        )
+        return _Request("PUT", path, json=dict(obj))
+
+    def _patch_request(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Mapping[str, Any],
+        namespace: str | None,
+        subresource: str | None,
+    ) -> _Request:
+        info = kind_info(resource)
+        return _Request(
+            "PATCH",
+            resource_path(info, self._ns(info, namespace), name, subresource),
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    def _delete_request(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None,
+        grace_period_seconds: int | None,
+        propagation_policy: str | None,
+    ) -> _Request:
+        info = kind_info(resource)
+        params: dict[str, str] = {}
+        if grace_period_seconds is not None:
+            params["gracePeriodSeconds"] = str(grace_period_seconds)
+        if propagation_policy:
+            params["propagationPolicy"] = propagation_policy
+        return _Request("DELETE", resource_path(info, self._ns(info, namespace), name), params)
+
+    def _scale_request(self, resource: Resource, name: str, replicas: int, namespace: str | None) -> _Request:
+        return self._patch_request(resource, name, {"spec": {"replicas": replicas}}, namespace, "scale")
+
+    def _watch_request(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        timeout_seconds: float | None,
+    ) -> _Request:
+        info = kind_info(resource)
+        params = {"watch": "true"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        params.update(_selector_params(label_selector, field_selector))
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = str(int(timeout_seconds))
+        return _Request("GET", resource_path(info, self._ns(info, namespace)), params)
+
+    def _apply_request(
+        self, items: Iterable[Mapping[str, Any]], namespace: str | None, dry_run: bool
+    ) -> _Request:
+        params = {"namespace": namespace or self.namespace}
+        if dry_run:
+            params["dryRun"] = "All"
+        return _Request("POST", _APPLY_PATH, params, json={"items": [dict(i) for i in items]})
+
+    def _logs_request(
+        self,
+        pod: str,
+        namespace: str | None,
+        container: str | None,
+        tail_lines: int | None,
+        previous: bool,
+        follow: bool,
+    ) -> _Request:
+        info = kind_info(("", "pods"))
+        params = _log_params(container, tail_lines, previous, follow=follow)
+        return _Request("GET", resource_path(info, self._ns(info, namespace), pod, "log"), params)
+
+    def _evict_request(self, pod: str, namespace: str | None) -> _Request:
+        info = kind_info(("", "pods"))
+        ns = self._ns(info, namespace)
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}}
+        return _Request("POST", resource_path(info, ns, pod, "eviction"), json=body)
 
 
 class Client(_Base):
@@ -265,20 +432,26 @@ class Client(_Base):
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(
-                503, "ServiceUnavailable", f"cannot reach the API server at {self.server}: {exc}"
-            ) from None
+            raise _unreachable(self.server, exc) from None
         _raise_for(response)
         return response
+
+    def _send(self, call: _Request) -> httpx.Response:
+        return self.request(call.method, call.path, **call.kwargs())
+
+    @contextlib.contextmanager
+    def _stream(self, call: _Request) -> Iterator[httpx.Response]:
+        """A response whose body is read as it arrives (watches, followed logs); error statuses raise."""
+        with self._http.stream(call.method, call.path, timeout=_STREAM_TIMEOUT, **call.kwargs()) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            yield response
 
     def get(
         self, resource: Resource, name: str, namespace: str | None = None, *, subresource: str | None = None
     ) -> Obj:
-        info = kind_info(resource)
-        result: Obj = self.request(
-            "GET", resource_path(info, self._ns(info, namespace), name, subresource)
-        ).json()
-        return result
+        return _object(self._send(self._get_request(resource, name, namespace, subresource)))
 
     def list(
         self,
@@ -289,32 +462,16 @@ class Client(_Base):
         field_selector: str | None = None,
         limit: int | None = None,
     ) -> ObjectList:
-        info = kind_info(resource)
-        body = self.request(
-            "GET",
-            resource_path(info, self._ns(info, namespace)),
-            params=_list_params(label_selector, field_selector, limit),
-        ).json()
-        out = ObjectList(body.get("items") or [])
-        out.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
-        return out
+        call = self._list_request(resource, namespace, label_selector, field_selector, limit)
+        return _object_list(self._send(call))
 
     def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> Obj:
-        info = info_of(obj)
-        path = resource_path(info, self._obj_ns(info, obj, namespace), version=_version_of(obj, info))
-        result: Obj = self.request("POST", path, json=dict(obj)).json()
-        return result
+        return _object(self._send(self._create_request(obj, namespace)))
 
     def replace(
         self, obj: Mapping[str, Any], namespace: str | None = None, *, subresource: str | None = None
     ) -> Obj:
-        info = info_of(obj)
-        name = str((obj.get("metadata") or {}).get("name"))
-        path = resource_path(
-            info, self._obj_ns(info, obj, namespace), name, subresource, _version_of(obj, info)
-        )
-        result: Obj = self.request("PUT", path, json=dict(obj)).json()
-        return result
+        return _object(self._send(self._replace_request(obj, namespace, subresource)))
 
     def patch(
         self,
@@ -326,14 +483,7 @@ class Client(_Base):
         subresource: str | None = None,
     ) -> Obj:
         """JSON merge patch (RFC 7386)."""
-        info = kind_info(resource)
-        result: Obj = self.request(
-            "PATCH",
-            resource_path(info, self._ns(info, namespace), name, subresource),
-            content=json.dumps(patch),
-            headers={"Content-Type": "application/merge-patch+json"},
-        ).json()
-        return result
+        return _object(self._send(self._patch_request(resource, name, patch, namespace, subresource)))
 
     def delete(
         self,
@@ -344,16 +494,11 @@ class Client(_Base):
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
     ) -> Obj:
-        info = kind_info(resource)
-        result: Obj = self.request(
-            "DELETE",
-            resource_path(info, self._ns(info, namespace), name),
-            params=_delete_params(grace_period_seconds, propagation_policy),
-        ).json()
-        return result
+        call = self._delete_request(resource, name, namespace, grace_period_seconds, propagation_policy)
+        return _object(self._send(call))
 
     def scale(self, resource: Resource, name: str, replicas: int, namespace: str | None = None) -> Obj:
-        return self.patch(resource, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
+        return _object(self._send(self._scale_request(resource, name, replicas, namespace)))
 
     def watch(
         self,
@@ -366,39 +511,23 @@ class Client(_Base):
         timeout_seconds: float | None = None,
     ) -> Iterator[tuple[str, Obj]]:
         """``(type, object)`` events until the server ends the watch (``timeout_seconds``) or the caller stops."""
-        info = kind_info(resource)
-        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+        call = self._watch_request(
+            resource, namespace, resource_version, label_selector, field_selector, timeout_seconds
+        )
         try:
-            with self._http.stream(
-                "GET",
-                resource_path(info, self._ns(info, namespace)),
-                params=params,
-                timeout=httpx.Timeout(30, read=None),
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for(response)
+            with self._stream(call) as response:
                 for line in response.iter_lines():
-                    if line.strip():
-                        yield _event(line.encode())
+                    event = _event(line)
+                    if event is not None:
+                        yield event
         except httpx.TransportError as exc:
-            raise ApiError(503, "ServiceUnavailable", f"watch interrupted: {exc}") from None
+            raise _interrupted(exc) from None
 
     def apply(
         self, items: Iterable[Mapping[str, Any]], namespace: str | None = None, *, dry_run: bool = False
     ) -> Results:
         """Apply every object atomically; one result per item: ``created|configured|unchanged``."""
-        params = {"namespace": namespace or self.namespace}
-        if dry_run:
-            params["dryRun"] = "All"
-        body = self.request(
-            "POST",
-            "/apis/meshpilot.io/v1alpha1/apply",
-            json={"items": [dict(i) for i in items]},
-            params=params,
-        ).json()
-        results: Results = body.get("items") or []
-        return results
+        return _results(self._send(self._apply_request(items, namespace, dry_run)))
 
     @overload
     def logs(
@@ -437,11 +566,7 @@ class Client(_Base):
         """The container's log; with ``follow=True`` an iterator of lines (see ``follow_logs``)."""
         if follow:
             return self.follow_logs(pod, namespace, container=container, tail_lines=tail_lines)
-        info = kind_info(("", "pods"))
-        params = _log_params(container, tail_lines, previous, follow=False)
-        return self.request(
-            "GET", resource_path(info, self._ns(info, namespace), pod, "log"), params=params
-        ).text
+        return self._send(self._logs_request(pod, namespace, container, tail_lines, previous, False)).text
 
     def follow_logs(
         self,
@@ -452,40 +577,12 @@ class Client(_Base):
         tail_lines: int | None = None,
     ) -> Iterator[str]:
         """Log lines as they are written, until the pod goes away or the caller stops."""
-        info = kind_info(("", "pods"))
-        params = _log_params(container, tail_lines, False, follow=True)
-        with self._http.stream(
-            "GET",
-            resource_path(info, self._ns(info, namespace), pod, "log"),
-            params=params,
-            timeout=httpx.Timeout(30, read=None),
-        ) as response:
-            if response.status_code >= 400:
-                response.read()
-                _raise_for(response)
+        with self._stream(self._logs_request(pod, namespace, container, tail_lines, False, True)) as response:
             yield from response.iter_lines()
 
     def evict(self, pod: str, namespace: str | None = None) -> None:
         """Evict through the eviction subresource; ``ApiError`` 429 when a PodDisruptionBudget forbids it."""
-        info = kind_info(("", "pods"))
-        ns = self._ns(info, namespace)
-        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}}
-        self.request("POST", resource_path(info, ns, pod, "eviction"), json=body)
-
-
-def _log_params(
-    container: str | None, tail_lines: int | None, previous: bool, *, follow: bool
-) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if container:
-        params["container"] = container
-    if tail_lines is not None:
-        params["tailLines"] = str(tail_lines)
-    if previous:
-        params["previous"] = "true"
-    if follow:
-        params["follow"] = "true"
-    return params
+        self._send(self._evict_request(pod, namespace))
 
 
 class AsyncClient(_Base):
@@ -526,24 +623,32 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A raw request; raises ``ApiError`` for an error status."""
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(
-                503, "ServiceUnavailable", f"cannot reach the API server at {self.server}: {exc}"
-            ) from None
+            raise _unreachable(self.server, exc) from None
         _raise_for(response)
         return response
+
+    async def _send(self, call: _Request) -> httpx.Response:
+        return await self.request(call.method, call.path, **call.kwargs())
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, call: _Request) -> AsyncIterator[httpx.Response]:
+        """A response whose body is read as it arrives (watches, followed logs); error statuses raise."""
+        async with self._http.stream(
+            call.method, call.path, timeout=_STREAM_TIMEOUT, **call.kwargs()
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for(response)
+            yield response
 
     async def get(
         self, resource: Resource, name: str, namespace: str | None = None, *, subresource: str | None = None
     ) -> Obj:
-        info = kind_info(resource)
-        response = await self.request(
-            "GET", resource_path(info, self._ns(info, namespace), name, subresource)
-        )
-        result: Obj = response.json()
-        return result
+        return _object(await self._send(self._get_request(resource, name, namespace, subresource)))
 
     async def list(
         self,
@@ -554,33 +659,16 @@ class AsyncClient(_Base):
         field_selector: str | None = None,
         limit: int | None = None,
     ) -> ObjectList:
-        info = kind_info(resource)
-        response = await self.request(
-            "GET",
-            resource_path(info, self._ns(info, namespace)),
-            params=_list_params(label_selector, field_selector, limit),
-        )
-        body = response.json()
-        out = ObjectList(body.get("items") or [])
-        out.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
-        return out
+        call = self._list_request(resource, namespace, label_selector, field_selector, limit)
+        return _object_list(await self._send(call))
 
     async def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> Obj:
-        info = info_of(obj)
-        path = resource_path(info, self._obj_ns(info, obj, namespace), version=_version_of(obj, info))
-        result: Obj = (await self.request("POST", path, json=dict(obj))).json()
-        return result
+        return _object(await self._send(self._create_request(obj, namespace)))
 
     async def replace(
         self, obj: Mapping[str, Any], namespace: str | None = None, *, subresource: str | None = None
     ) -> Obj:
-        info = info_of(obj)
-        name = str((obj.get("metadata") or {}).get("name"))
-        path = resource_path(
-            info, self._obj_ns(info, obj, namespace), name, subresource, _version_of(obj, info)
-        )
-        result: Obj = (await self.request("PUT", path, json=dict(obj))).json()
-        return result
+        return _object(await self._send(self._replace_request(obj, namespace, subresource)))
 
     async def patch(
         self,
@@ -591,15 +679,8 @@ class AsyncClient(_Base):
         *,
         subresource: str | None = None,
     ) -> Obj:
-        info = kind_info(resource)
-        response = await self.request(
-            "PATCH",
-            resource_path(info, self._ns(info, namespace), name, subresource),
-            content=json.dumps(patch),
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
-        result: Obj = response.json()
-        return result
+        """JSON merge patch (RFC 7386)."""
+        return _object(await self._send(self._patch_request(resource, name, patch, namespace, subresource)))
 
     async def delete(
         self,
@@ -610,19 +691,11 @@ class AsyncClient(_Base):
         grace_period_seconds: int | None = None,
         propagation_policy: str | None = None,
     ) -> Obj:
-        info = kind_info(resource)
-        response = await self.request(
-            "DELETE",
-            resource_path(info, self._ns(info, namespace), name),
-            params=_delete_params(grace_period_seconds, propagation_policy),
-        )
-        result: Obj = response.json()
-        return result
+        call = self._delete_request(resource, name, namespace, grace_period_seconds, propagation_policy)
+        return _object(await self._send(call))
 
     async def scale(self, resource: Resource, name: str, replicas: int, namespace: str | None = None) -> Obj:
-        return await self.patch(
-            resource, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale"
-        )
+        return _object(await self._send(self._scale_request(resource, name, replicas, namespace)))
 
     async def watch(
         self,
@@ -634,38 +707,24 @@ class AsyncClient(_Base):
         field_selector: str | None = None,
         timeout_seconds: float | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
-        info = kind_info(resource)
-        params = _watch_params(resource_version, label_selector, field_selector, timeout_seconds)
+        """``(type, object)`` events until the server ends the watch (``timeout_seconds``) or the caller stops."""
+        call = self._watch_request(
+            resource, namespace, resource_version, label_selector, field_selector, timeout_seconds
+        )
         try:
-            async with self._http.stream(
-                "GET",
-                resource_path(info, self._ns(info, namespace)),
-                params=params,
-                timeout=httpx.Timeout(30, read=None),
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    _raise_for(response)
+            async with self._stream(call) as response:
                 async for line in response.aiter_lines():
-                    if line.strip():
-                        yield _event(line.encode())
+                    event = _event(line)
+                    if event is not None:
+                        yield event
         except httpx.TransportError as exc:
-            raise ApiError(503, "ServiceUnavailable", f"watch interrupted: {exc}") from None
+            raise _interrupted(exc) from None
 
     async def apply(
         self, items: Iterable[Mapping[str, Any]], namespace: str | None = None, *, dry_run: bool = False
     ) -> Results:
-        params = {"namespace": namespace or self.namespace}
-        if dry_run:
-            params["dryRun"] = "All"
-        response = await self.request(
-            "POST",
-            "/apis/meshpilot.io/v1alpha1/apply",
-            json={"items": [dict(i) for i in items]},
-            params=params,
-        )
-        results: Results = response.json().get("items") or []
-        return results
+        """Apply every object atomically; one result per item: ``created|configured|unchanged``."""
+        return _results(await self._send(self._apply_request(items, namespace, dry_run)))
 
     async def logs(
         self,
@@ -676,12 +735,9 @@ class AsyncClient(_Base):
         tail_lines: int | None = None,
         previous: bool = False,
     ) -> str:
-        info = kind_info(("", "pods"))
-        params = _log_params(container, tail_lines, previous, follow=False)
-        response = await self.request(
-            "GET", resource_path(info, self._ns(info, namespace), pod, "log"), params=params
-        )
-        return response.text
+        """The container's log (see ``follow_logs`` to keep reading)."""
+        call = self._logs_request(pod, namespace, container, tail_lines, previous, False)
+        return (await self._send(call)).text
 
     async def follow_logs(
         self,
@@ -691,22 +747,13 @@ class AsyncClient(_Base):
         container: str | None = None,
         tail_lines: int | None = None,
     ) -> AsyncIterator[str]:
-        info = kind_info(("", "pods"))
-        params = _log_params(container, tail_lines, False, follow=True)
-        async with self._http.stream(
-            "GET",
-            resource_path(info, self._ns(info, namespace), pod, "log"),
-            params=params,
-            timeout=httpx.Timeout(30, read=None),
+        """Log lines as they are written, until the pod goes away or the caller stops."""
+        async with self._stream(
+            self._logs_request(pod, namespace, container, tail_lines, False, True)
         ) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                _raise_for(response)
             async for line in response.aiter_lines():
                 yield line
 
     async def evict(self, pod: str, namespace: str | None = None) -> None:
-        info = kind_info(("", "pods"))
-        ns = self._ns(info, namespace)
-        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}}
-        await self.request("POST", resource_path(info, ns, pod, "eviction"), json=body)
+        """Evict through the eviction subresource; ``ApiError`` 429 when a PodDisruptionBudget forbids it."""
+        await self._send(self._evict_request(pod, namespace))
