@@ -281,13 +281,12 @@ class ControlPlane:
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
+                    req = await stream.read_message(reader)
+                except stream.MessageTooLarge:
                     log.warning("xDS request too large; closing the stream")
                     return
-                if not line:
+                except EOFError:
                     return
-                req = stream.decode(line)
                 if not isinstance(req, dict):
                     raise ValueError("DiscoveryRequest must be a JSON object")
                 if peer is None:
