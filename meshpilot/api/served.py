@@ -58,77 +58,76 @@ register(
     )
 )
 
+
+def _istio(
+    group: str,
+    versions: tuple[str, ...],
+    kind: str,
+    plural: str,
+    short: tuple[str, ...],
+    model: type[BaseModel],
+    storage: str = "v1",
+) -> None:
+    """An Istio CRD: namespaced, singular = lower-case kind, and the categories Istio gives it
+    (``istio-io`` and the group's, so ``kubectl get istio-io`` works)."""
+    categories = ("istio-io", group.replace(".", "-"))
+    register(
+        KindInfo(
+            group, versions, kind, plural, kind.lower(), True, short, storage, model, categories=categories
+        )
+    )
+
+
 _NET = ("v1", "v1alpha3", "v1beta1")
-_model: type[BaseModel]
-_sec_model: type[BaseModel]
 _SEC = ("v1", "v1beta1")
-for _kind, _plural, _short, _model in (
-    ("VirtualService", "virtualservices", ("vs",), networking.VirtualService),
-    ("DestinationRule", "destinationrules", ("dr",), networking.DestinationRule),
-    ("ServiceEntry", "serviceentries", ("se",), networking.ServiceEntry),
-    ("Gateway", "gateways", ("gw",), networking.Gateway),
-    ("Sidecar", "sidecars", (), networking.Sidecar),
-    ("WorkloadEntry", "workloadentries", ("we",), networking.WorkloadEntry),
-    ("WorkloadGroup", "workloadgroups", ("wg",), networking.WorkloadGroup),
-):
-    register(
-        KindInfo(
-            "networking.istio.io",
-            _NET,
-            _kind,
-            _plural,
-            _kind.lower(),
-            True,
-            _short,
-            "v1",
-            _model,
-            categories=("istio-io", "networking-istio-io"),
-        )
-    )
-register(
-    KindInfo(
-        "networking.istio.io",
-        ("v1alpha3",),
-        "EnvoyFilter",
-        "envoyfilters",
-        "envoyfilter",
-        True,
-        (),
-        "v1alpha3",
-        networking.EnvoyFilter,
-        categories=("istio-io", "networking-istio-io"),
-    )
+_istio("networking.istio.io", _NET, "VirtualService", "virtualservices", ("vs",), networking.VirtualService)
+_istio(
+    "networking.istio.io", _NET, "DestinationRule", "destinationrules", ("dr",), networking.DestinationRule
 )
-for _kind, _plural, _short, _sec_model in (
-    ("AuthorizationPolicy", "authorizationpolicies", ("ap",), security.AuthorizationPolicy),
-    ("PeerAuthentication", "peerauthentications", ("pa",), security.PeerAuthentication),
-    ("RequestAuthentication", "requestauthentications", ("ra",), security.RequestAuthentication),
-):
-    register(
-        KindInfo(
-            "security.istio.io",
-            _SEC,
-            _kind,
-            _plural,
-            _kind.lower(),
-            True,
-            _short,
-            "v1",
-            _sec_model,
-            categories=("istio-io", "security-istio-io"),
-        )
-    )
-register(
-    KindInfo(
-        "telemetry.istio.io",
-        ("v1", "v1alpha1"),
-        "Telemetry",
-        "telemetries",
-        "telemetry",
-        True,
-        ("telemetry",),
-        "v1alpha1",
-        telemetry.Telemetry,
-        categories=("istio-io", "telemetry-istio-io"),
-    )
+_istio("networking.istio.io", _NET, "ServiceEntry", "serviceentries", ("se",), networking.ServiceEntry)
+_istio("networking.istio.io", _NET, "Gateway", "gateways", ("gw",), networking.Gateway)
+_istio("networking.istio.io", _NET, "Sidecar", "sidecars", (), networking.Sidecar)
+_istio("networking.istio.io", _NET, "WorkloadEntry", "workloadentries", ("we",), networking.WorkloadEntry)
+_istio("networking.istio.io", _NET, "WorkloadGroup", "workloadgroups", ("wg",), networking.WorkloadGroup)
+_istio(
+    "networking.istio.io",
+    ("v1alpha3",),
+    "EnvoyFilter",
+    "envoyfilters",
+    (),
+    networking.EnvoyFilter,
+    "v1alpha3",
+)
+_istio(
+    "security.istio.io",
+    _SEC,
+    "AuthorizationPolicy",
+    "authorizationpolicies",
+    ("ap",),
+    security.AuthorizationPolicy,
+)
+_istio(
+    "security.istio.io",
+    _SEC,
+    "PeerAuthentication",
+    "peerauthentications",
+    ("pa",),
+    security.PeerAuthentication,
+)
+_istio(
+    "security.istio.io",
+    _SEC,
+    "RequestAuthentication",
+    "requestauthentications",
+    ("ra",),
+    security.RequestAuthentication,
+)
+_istio(
+    "telemetry.istio.io",
+    ("v1", "v1alpha1"),
+    "Telemetry",
+    "telemetries",
+    ("telemetry",),
+    telemetry.Telemetry,
+    "v1alpha1",
 )
