@@ -39,12 +39,12 @@ class CliError(click.ClickException):
 def _one_line_usage(exc: click.UsageError, ctx_name: str) -> click.ClickException:
     if type(exc).__name__ == "NoArgsIsHelpError":
         return exc  # a bare group name: show its help, as click does
-    hint = f" See 'meshpilot {ctx_name} --help'."
+    hint = f" See 'meshpilot {ctx_name} --help'." if ctx_name else " See 'meshpilot --help'."
     return CliError(exc.format_message().rstrip(".") + "." + hint)
 
 
-class Command(click.Command):
-    """A command whose usage errors are one line (``error: ... See 'meshpilot X --help'.``), exit 1."""
+class _OneLineUsage(click.Command):
+    """Usage errors raised while parsing this command's arguments become one ``CliError`` line."""
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
@@ -52,21 +52,21 @@ class Command(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            raise _one_line_usage(exc, _command_path(parent, info_name)) from None
+            raise _one_line_usage(exc, self._usage_path(parent, info_name)) from None
+
+    def _usage_path(self, parent: click.Context | None, name: str | None) -> str:
+        """The words between ``meshpilot`` and ``--help`` in the hint."""
+        return _command_path(parent, name)
 
 
-class Group(click.Group):
+class Command(_OneLineUsage):
+    """A command whose usage errors are one line (``error: ... See 'meshpilot X --help'.``), exit 1."""
+
+
+class Group(_OneLineUsage, click.Group):
     """A group of commands with one-line usage errors; its subcommands get the same."""
 
     command_class = Command
-
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise _one_line_usage(exc, _command_path(parent, info_name)) from None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -74,7 +74,14 @@ class Group(click.Group):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
-            raise _one_line_usage(exc, _command_path(ctx.parent, ctx.info_name)) from None
+            raise _one_line_usage(exc, self._usage_path(ctx.parent, ctx.info_name)) from None
+
+
+class RootGroup(Group):
+    """The ``meshpilot`` group itself: its usage errors (``meshpilot frob``) point at ``meshpilot --help``."""
+
+    def _usage_path(self, parent: click.Context | None, name: str | None) -> str:
+        return ""
 
 
 def _command_path(parent: click.Context | None, name: str | None) -> str:
