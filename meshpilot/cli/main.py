@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from meshpilot.cli.common import RootGroup
+
 # command name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "cluster": "meshpilot.cli.cluster:cluster",
@@ -33,7 +35,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(RootGroup):
+    """The root group: subcommands are imported on first use; usage errors are one line."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

@@ -13,6 +13,8 @@ from meshpilot.cli.main import cli
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (["frob"], "error: No such command 'frob'. See 'meshpilot --help'."),
+        (["--bogus"], "error: No such option '--bogus'. See 'meshpilot --help'."),
         (["get"], "error: Missing argument 'KIND'. See 'meshpilot get --help'."),
         (["get", "pods", "--bogus"], "error: No such option '--bogus'. See 'meshpilot get --help'."),
         (["rollout", "frob"], "error: No such command 'frob'. See 'meshpilot rollout --help'."),
