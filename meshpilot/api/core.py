@@ -916,10 +916,49 @@ class ServiceAccount(TypeMeta):
     automountServiceAccountToken: bool | None = None
 
 
+# ---------------------------------------------------------------------------------------------
+# events
+
+
+class EventSource(Model):
+    component: str | None = None
+    host: str | None = None
+
+
+class EventSeries(Model):
+    count: Int32 | None = None
+    lastObservedTime: str | None = None
+
+
+class Event(TypeMeta):
+    """core/v1 Event: what a controller or the runtime did to an object, and why.
+
+    Events are reports, not desired state: controllers write them best effort, repeated ones
+    aggregate by ``count``, and the cluster deletes them after a TTL.
+    """
+
+    metadata: ObjectMeta
+    involvedObject: ObjectReference
+    reason: str | None = None
+    message: str | None = None
+    source: EventSource | None = None
+    firstTimestamp: str | None = None
+    lastTimestamp: str | None = None
+    count: Int32 | None = None
+    type: str | None = None
+    eventTime: str | None = None
+    series: EventSeries | None = None
+    action: str | None = None
+    related: ObjectReference | None = None
+    reportingComponent: str | None = None
+    reportingInstance: str | None = None
+
+
 __all__ = [
     "ConfigMap",
     "Container",
     "Endpoints",
+    "Event",
     "Namespace",
     "Pod",
     "PodSpec",

@@ -36,6 +36,7 @@ register(
         core.ServiceAccount,
     )
 )
+register(KindInfo("", ("v1",), "Event", "events", "event", True, ("ev",), "v1", core.Event))
 register(
     KindInfo(
         "apps", ("v1",), "Deployment", "deployments", "deployment", True, ("deploy",), "v1", apps.Deployment

@@ -286,6 +286,9 @@ def _parse_output(output: str | None) -> tuple[str, str | None]:
 @click.option("--no-headers", is_flag=True, help="omit the header line of tables")
 @click.option("--ignore-not-found", is_flag=True, help="a missing named object is not an error")
 @click.option("-w", "--watch", is_flag=True, help="after listing, print changes as they happen")
+@click.option(
+    "--field-selector", default=None, help="field selector, e.g. involvedObject.name=web-1,type=Warning"
+)
 @namespace_options
 @context_option
 @click.pass_context
@@ -301,6 +304,7 @@ def get(
     no_headers: bool,
     ignore_not_found: bool,
     watch: bool,
+    field_selector: str | None,
     namespace: str | None,
     context: str | None,
 ) -> None:
@@ -335,7 +339,7 @@ def get(
                     continue
                 items.append(obj)
         else:
-            items = session.list(info, ns if info.namespaced else None, selector)
+            items = session.list(info, ns if info.namespaced else None, selector, field_selector)
         found.append((info, items))
     single = len(groups) == 1 and len(groups[0][1]) == 1
     all_items = [obj for _, items in found for obj in items]

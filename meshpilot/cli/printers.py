@@ -294,6 +294,15 @@ def _pdbs(obj: Obj, now: datetime, wide: bool) -> list[str]:
     ]
 
 
+def _event_last_seen(obj: Obj) -> str:
+    return str(
+        obj.get("lastTimestamp")
+        or obj.get("eventTime")
+        or obj.get("metadata", {}).get("creationTimestamp")
+        or ""
+    )
+
+
 def _events(obj: Obj, now: datetime, wide: bool) -> list[str]:
     involved = obj.get("involvedObject", {})
     last = (
@@ -409,7 +418,10 @@ def table(
 ) -> str:
     """The ``get`` table of one kind (objects all of that kind)."""
     columns, wide_columns, fn = TABLES.get(kind, (["AGE"], [], _default))
-    headers = ["NAME", *columns, *(wide_columns if wide else [])]
+    named = kind != "Event"  # kubectl's event table has no NAME column
+    if not named:
+        objects = sorted(objects, key=_event_last_seen)  # oldest first, as `kubectl events` shows them
+    headers = [*(["NAME"] if named else []), *columns, *(wide_columns if wide else [])]
     if with_namespace:
         headers.insert(0, "NAMESPACE")
     if show_labels:
@@ -418,7 +430,7 @@ def table(
     for obj in objects:
         meta = obj.get("metadata", {})
         name = resource_name(obj) if with_kind_prefix else str(meta.get("name", ""))
-        row = [name, *fn(obj, now, wide)]
+        row = [*([name] if named else []), *fn(obj, now, wide)]
         if with_namespace:
             row.insert(0, str(meta.get("namespace", "")))
         if show_labels:
@@ -689,8 +701,10 @@ def events_section(events: Sequence[Obj], now: datetime) -> str:
             ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("metadata", {}).get("creationTimestamp")
         )
         source = ev.get("source", {}).get("component") or ev.get("reportingComponent") or ""
-        rows.append(
-            [ev.get("type", ""), ev.get("reason", ""), since(last, now), source, ev.get("message", "")]
-        )
+        seen = since(last, now)
+        count = int(ev.get("count") or 1)
+        if count > 1:  # kubectl: "2m (x5 over 10m)"
+            seen = f"{seen} (x{count} over {since(ev.get('firstTimestamp') or last, now)})"
+        rows.append([ev.get("type", ""), ev.get("reason", ""), seen, source, ev.get("message", "")])
     body = format_table(["Type", "Reason", "Age", "From", "Message"], rows)
     return "Events:\n" + "\n".join("  " + line for line in body.splitlines())

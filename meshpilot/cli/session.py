@@ -38,9 +38,16 @@ class Session:
                 return None
             raise
 
-    def list(self, info: Any, namespace: str | None, selector: str | None) -> Objs:
+    def list(
+        self, info: Any, namespace: str | None, selector: str | None, field_selector: str | None = None
+    ) -> Objs:
         """``namespace=None``: every namespace (kubectl's ``-A``)."""
-        items = self.client.list(info, namespace or ALL_NAMESPACES, label_selector=selector or None)
+        items = self.client.list(
+            info,
+            namespace or ALL_NAMESPACES,
+            label_selector=selector or None,
+            field_selector=field_selector or None,
+        )
         return sorted(
             items, key=lambda o: (o.get("metadata", {}).get("namespace", ""), o["metadata"]["name"])
         )

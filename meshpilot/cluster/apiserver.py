@@ -31,7 +31,8 @@ from aiohttp import web
 
 from meshpilot.api import registry
 from meshpilot.api.errors import InvalidObject, NotServed
-from meshpilot.cluster import admission, apitables, eviction
+from meshpilot.cluster import admission, apitables, eviction, namespaces
+from meshpilot.cluster.objects import rfc3339 as rfc3339_now
 from meshpilot.cluster.state import ClusterInfo
 from meshpilot.store import (
     AlreadyExists,
@@ -787,8 +788,7 @@ class ApiServer:
                 owner = self.store.get(target.key, target.namespace, target.name)
                 self._orphan_dependents(owner)
             if target.key == ("", "namespaces"):
-                self.store.get(target.key, None, target.name)
-                self._delete_namespace_contents(target.name)
+                return json_response(self._delete_namespace(target, rv, uid))
             obj = self.store.delete(
                 target.key,
                 target.namespace,
@@ -799,19 +799,28 @@ class ApiServer:
             )
         return json_response(present(obj, target.info, target.version))
 
-    def _delete_namespace_contents(self, namespace: str) -> None:
+    def _delete_namespace(self, target: Target, rv: str | None, uid: str | None) -> Obj:
         """Deleting a namespace deletes everything in it; pods terminate gracefully, as usual.
 
-        Kubernetes keeps the namespace in phase Terminating until its pods are gone; here the
-        namespace goes at once and the runtime finishes the pods' graceful termination.
+        As in Kubernetes, the namespace stays (``status.phase: Terminating``, new content refused)
+        until its last object is gone; without pods that is at once, else the namespace
+        controller finishes the job (``meshpilot.cluster.namespaces``).
         """
-        for info in self._served():
-            if not info.namespaced:
-                continue
-            items, _ = self.store.list(info.key, namespace)
-            for item in items:
-                with contextlib.suppress(NotFound):
-                    self.store.delete(info.key, namespace, item["metadata"]["name"])
+        assert target.name is not None
+        current = self.store.get(target.key, None, target.name)
+        meta = current["metadata"]
+        if (rv and rv != meta.get("resourceVersion")) or (uid and uid != meta.get("uid")):
+            raise ApiFailure(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on namespaces "{target.name}": the precondition does not match',
+            )
+        namespaces.terminate(self.store, current, rfc3339_now())
+        try:
+            obj = self.store.get(target.key, None, target.name)
+        except NotFound:
+            obj = current
+        return present(obj, target.info, target.version)
 
     def _orphan_dependents(self, owner: Obj) -> None:
         """``propagationPolicy: Orphan``: dependents lose their reference to the owner and so survive it.

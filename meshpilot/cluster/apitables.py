@@ -195,6 +195,40 @@ def _pdb_cells(pdb: Obj) -> list[Any]:
     ]
 
 
+def _since(stamp: Any) -> str:
+    if not stamp:
+        return "<unknown>"
+    try:
+        moment = datetime.strptime(str(stamp)[:19] + "Z", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<unknown>"
+    return human_duration((datetime.now(UTC) - moment).total_seconds())
+
+
+def _event_cells(event: Obj) -> list[Any]:
+    """Kubernetes' Event columns; the name comes last (and only with -o wide)."""
+    involved = event.get("involvedObject") or {}
+    source = event.get("source") or {}
+    last = (
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+    )
+    first = event.get("firstTimestamp") or event.get("eventTime") or last
+    return [
+        _since(last),
+        event.get("type", ""),
+        event.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        involved.get("fieldPath", ""),
+        ", ".join(v for v in (source.get("component"), source.get("host")) if v),
+        event.get("message", ""),
+        _since(first),
+        int(event.get("count") or 1),
+        (event.get("metadata") or {}).get("name", ""),
+    ]
+
+
 def _join(values: Any) -> str:
     if not values:
         return ""
@@ -256,6 +290,21 @@ TABLES: dict[tuple[str, str], tuple[list[Column], Cells]] = {
         _service_cells,
     ),
     ("", "endpoints"): ([NAME, ("Endpoints", "string", 0), AGE], _endpoints_cells),
+    ("", "events"): (
+        [
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Subobject", "string", 1),
+            ("Source", "string", 1),
+            ("Message", "string", 0),
+            ("First Seen", "string", 1),
+            ("Count", "integer", 1),
+            ("Name", "string", 1),
+        ],
+        _event_cells,
+    ),
     ("", "namespaces"): (
         [NAME, ("Status", "string", 0), AGE],
         lambda ns: [
@@ -330,7 +379,10 @@ def table(
     columns, cells = TABLES.get(key, ([NAME, AGE], lambda obj: [age(obj)]))
     rows = []
     for obj in items:
-        row: Obj = {"cells": [(obj.get("metadata") or {}).get("name", ""), *cells(obj)]}
+        named = columns[0] == NAME  # Events lead with LAST SEEN; their cells carry the name
+        row: Obj = {
+            "cells": [(obj.get("metadata") or {}).get("name", ""), *cells(obj)] if named else cells(obj)
+        }
         if include_object == "Object":
             row["object"] = obj
         elif include_object != "None":

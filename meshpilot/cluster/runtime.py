@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 
 from meshpilot import tasks
+from meshpilot.cluster import events as ev
 from meshpilot.cluster import ipam
 from meshpilot.cluster.informer import watch_forever
 from meshpilot.cluster.objects import (
@@ -499,6 +500,7 @@ class PodWorker:
         self.conditions: list[Obj] = [dict(c) for c in status.get("conditions") or []]
         self.start_time = status.get("startTime") or rfc3339()
         self.pod_ip = str(status.get("podIP") or "")
+        self.scheduled = bool(self.pod_ip)  # a pod with an address was placed (and reported) before
         self.published: Obj | None = None
         self.failed_reason = ""
         self.probe_tasks: set[asyncio.Task[None]] = set()
@@ -525,6 +527,17 @@ class PodWorker:
             value = self.pod.get("spec", {}).get("terminationGracePeriodSeconds")
         return float(30 if value is None else value)
 
+    # ---- events
+
+    def _event(
+        self, type_: ev.EventType, reason: str, message: str, run: ContainerRun | None = None, *, by: str = ""
+    ) -> None:
+        """An Event about this pod (or one of its containers), from the kubelet unless ``by`` says."""
+        path = None
+        if run is not None:
+            path = f"spec.{'initContainers' if run.init else 'containers'}{{{run.name}}}"
+        self.runtime.events.event(self.pod, type_, reason, message, by or ev.KUBELET, field_path=path)
+
     # ---- setup and adoption
 
     def _setup(self) -> None:
@@ -539,6 +552,15 @@ class PodWorker:
             self.runtime.pod_ips.reserve(self.pod_ip)
         self.pod.setdefault("status", {})["podIP"] = self.pod_ip
         set_condition(self.conditions, "PodScheduled", "True")
+        if not self.scheduled:
+            node = self.pod.get("spec", {}).get("nodeName") or ev.NODE_NAME
+            self._event(
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {self.namespace}/{self.name} to {node}",
+                by=ev.SCHEDULER,
+            )
+            self.scheduled = True
         previous = {s.get("name"): s for s in self.pod.get("status", {}).get("containerStatuses") or []}
         previous_init = {
             s.get("name"): s for s in self.pod.get("status", {}).get("initContainerStatuses") or []
@@ -618,6 +640,8 @@ class PodWorker:
                 token_file=self.dir / "token",
             )
         except ContainerConfigError as exc:
+            if run.state.get("waiting", {}).get("message") != str(exc):
+                self._event("Warning", "Failed", f"Error: {exc}", run)
             run.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             run.restart_at = now + 1.0
             return
@@ -650,6 +674,7 @@ class PodWorker:
                 }
             }
             run.state = dict(run.last_state)
+            self._event("Warning", "Failed", f"Error: {run.last_state['terminated']['message']}", run)
             self._schedule_restart(run, now, exit_code=128)
             return
         run.state = {"running": {"startedAt": rfc3339(_from_epoch(run.proc.start_time))}}
@@ -657,6 +682,8 @@ class PodWorker:
         run.killing = False
         self._new_trackers(run)
         log.info("started %s/%s container %s: pid %d", self.namespace, self.name, run.name, run.proc.pid)
+        self._event("Normal", "Created", f"Created container {run.name}", run)
+        self._event("Normal", "Started", f"Started container {run.name}", run)
         hook = (container.get("lifecycle") or {}).get("postStart")
         if hook and not run.init:
             run.post_start_pending = True
@@ -671,6 +698,7 @@ class PodWorker:
             return
         run.post_start_pending = False
         if not ok:
+            self._event("Warning", "FailedPostStartHook", f"PostStartHook failed: {message}", run)
             self._kill_for_restart(run, f"postStart hook failed: {message}")
         self.wake.set()
 
@@ -744,6 +772,12 @@ class PodWorker:
         run.backoff_level += 1
         run.restart_at = now + delay
         if delay > 0:
+            self._event(
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {run.name} in pod {self.name}_{self.namespace}({self.uid})",
+                run,
+            )
             run.state = {
                 "waiting": {
                     "reason": "CrashLoopBackOff",
@@ -799,7 +833,12 @@ class PodWorker:
                 tracker.running = False
                 return
             verdict = tracker.record(ok, message)
-            if kind in ("liveness", "startup") and verdict is False:
+            if not ok:
+                self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}", run)
+            if kind in ("liveness", "startup") and verdict is False and not run.killing:
+                self._event(
+                    "Normal", "Killing", f"Container {run.name} failed {kind} probe, will be restarted", run
+                )
                 self._kill_for_restart(run, f"{kind} probe failed: {message}")
             self.wake.set()
 
@@ -927,6 +966,9 @@ class PodWorker:
         """Graceful deletion: not ready -> out of Endpoints -> preStop -> SIGTERM -> grace -> SIGKILL -> gone."""
         self.terminating = True
         deadline = time.monotonic() + self.grace_period
+        for run in self.runs:
+            if run.proc is not None and not run.proc.exited:
+                self._event("Normal", "Killing", f"Stopping container {run.name}", run)
         self.publish()
         await self.runtime.wait_unserved(self.pod_ip, deadline=min(deadline, time.monotonic() + 5.0))
         hooks = [
@@ -997,6 +1039,8 @@ class ProcessRuntime:
         self._watch: asyncio.Task[None] | None = None
         self._serving: Callable[[str], bool] = lambda ip: False
         self.stopping = False
+        # the ControllerManager hands its recorder over, so that aggregation spans both
+        self.events = ev.EventRecorder(store)
 
     def __repr__(self) -> str:
         return f"<ProcessRuntime {self.info.name} [{len(self.workers)} pods]>"

@@ -42,7 +42,17 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Obj = dict[str, Any]
 
 PODS: ResourceKey = ("", "pods")
+NAMESPACES: ResourceKey = ("", "namespaces")
 DEFAULT_POD_GRACE_SECONDS = 30
+
+
+def _finalizers(key: ResourceKey, obj: Mapping[str, Any]) -> list[str]:
+    """What holds a deleted object back: ``metadata.finalizers``, and for a Namespace also
+    ``spec.finalizers`` (``kubernetes``: the namespace controller empties it first)."""
+    found = list((obj.get("metadata") or {}).get("finalizers") or [])
+    if key == NAMESPACES:
+        found += list((obj.get("spec") or {}).get("finalizers") or [])
+    return found
 DEFAULT_HISTORY = 10_000
 
 _SCHEMA = """
@@ -417,7 +427,7 @@ class Store:
         if _without_rv(new) == _without_rv(old):
             return old
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not _finalizers(key, new):
             if key != PODS or int(meta.get("deletionGracePeriodSeconds") or 0) == 0:
                 return copy.deepcopy(self._write(key, new, "DELETED", None))
         return copy.deepcopy(self._write(key, new, "MODIFIED", old))
@@ -461,8 +471,9 @@ class Store:
 
         Pods are deleted gracefully: they get ``deletionTimestamp`` (now + grace) and
         ``deletionGracePeriodSeconds`` and stay until someone deletes them with grace 0 (the
-        runtime, once the processes have stopped). Objects with ``metadata.finalizers`` stay until
-        the last finalizer is removed. Returns the object's last state either way.
+        runtime, once the processes have stopped). Objects with ``metadata.finalizers`` (and
+        Namespaces with ``spec.finalizers``, which also turn ``status.phase: Terminating``) stay
+        until the last finalizer is removed. Returns the object's last state either way.
         """
         with self.transaction():
             old = self._load(key, namespace or "", name)
@@ -479,7 +490,7 @@ class Store:
                     f'Operation cannot be fulfilled on {resource_name(key)} "{name}": the UID in the '
                     "precondition does not match",
                 )
-            finalizers = meta.get("finalizers") or []
+            finalizers = _finalizers(key, old)
             grace = 0
             if key == PODS:
                 if grace_period_seconds is not None:
@@ -498,6 +509,8 @@ class Store:
             new = copy.deepcopy(old)
             new["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
             new["metadata"]["deletionGracePeriodSeconds"] = grace
+            if key == NAMESPACES:
+                new.setdefault("status", {})["phase"] = "Terminating"
             return copy.deepcopy(self._write(key, new, "MODIFIED", old))
 
     # ---------------------------------------------------------------- watch

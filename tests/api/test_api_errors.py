@@ -449,7 +449,7 @@ def test_lookup_by_plural_and_not_served() -> None:
         resolve("nope")
     with pytest.raises(NotServed):
         by_plural("apps", "pods")
-    assert len({k.kind for k in kinds()}) == len(list(kinds())) == 22
+    assert len({k.kind for k in kinds()}) == len(list(kinds())) == 23
 
 
 # --- line mapping and paths (property tests) -------------------------------------------------

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 
 from meshpilot import tasks
-from meshpilot.cluster import admission
+from meshpilot.cluster import admission, namespaces
+from meshpilot.cluster import events as ev
 from meshpilot.cluster.controllers import deployment as deployment_logic
 from meshpilot.cluster.controllers import disruption
 from meshpilot.cluster.controllers import endpoints as endpoints_logic
@@ -136,7 +137,9 @@ class ControllerManager:
     def __init__(self, store: Store, info: ClusterInfo) -> None:
         self.store = store
         self.info = info
+        self.events = ev.EventRecorder(store)
         self.runtime = ProcessRuntime(store, info)
+        self.runtime.events = self.events
         self.proxy = ServiceProxy(store, info)
         self.loops = [
             Loop("deployment", store, (DEPLOYMENTS, REPLICASETS, PODS), self.reconcile_deployments),
@@ -145,6 +148,8 @@ class ControllerManager:
             Loop("disruption", store, (PDBS, PODS), self.reconcile_disruption_budgets),
             Loop("serviceaccount", store, (NAMESPACES, SERVICEACCOUNTS), self.reconcile_service_accounts),
             Loop("garbage-collector", store, (DEPLOYMENTS, REPLICASETS, SERVICES), self.collect_garbage),
+            Loop("namespace", store, (NAMESPACES, PODS), self.reconcile_namespaces),
+            Loop("event-ttl", store, (), self.expire_events),
         ]
         self._started = False
 
@@ -194,7 +199,19 @@ class ControllerManager:
             log.error("pod template of %s is invalid: %s", pod.get("metadata", {}).get("generateName"), exc)
             raise
         pod = admission.admit(self.store, self.info, PODS, pod, "CREATE")
-        return self.store.create(PODS, pod)
+        with self.store.transaction():
+            ns = namespace_of(pod)
+            try:
+                terminating = is_terminating(self.store.get(NAMESPACES, None, ns))
+            except NotFound:
+                terminating = False  # in-process test clusters run pods without Namespace objects
+            if terminating:
+                raise admission.AdmissionError(
+                    f'pods "{name_of(pod) or pod["metadata"].get("generateName", "")}" is forbidden: unable to '
+                    f"create new content in namespace {ns} because it is being terminated",
+                    code=403,
+                )
+            return self.store.create(PODS, pod)
 
     # ------------------------------------------------------------ deployments
 
@@ -230,11 +247,30 @@ class ControllerManager:
                 )
                 return
             log.info("deployment %s/%s: created replicaset %s", ns, name_of(deployment), name_of(rs))
+            replicas = int((rs.get("spec") or {}).get("replicas") or 0)
+            if replicas > 0:
+                self.events.event(
+                    deployment,
+                    "Normal",
+                    "ScalingReplicaSet",
+                    f"Scaled up replica set {name_of(rs)} to {replicas}",
+                    ev.DEPLOYMENT_CONTROLLER,
+                )
         for name, wanted in plan.annotate.items():
             self.store.patch(REPLICASETS, ns, name, {"metadata": {"annotations": wanted}})
         for name, replicas in plan.scale.items():
             log.info("deployment %s/%s: scale replicaset %s to %d", ns, name_of(deployment), name, replicas)
+            before = self.store.get(REPLICASETS, ns, name)
             self.store.patch(REPLICASETS, ns, name, {"spec": {"replicas": replicas}})
+            was = int((before.get("spec") or {}).get("replicas") or 0)
+            if was != replicas:
+                self.events.event(
+                    deployment,
+                    "Normal",
+                    "ScalingReplicaSet",
+                    f"Scaled {'up' if replicas > was else 'down'} replica set {name} to {replicas} from {was}",
+                    ev.DEPLOYMENT_CONTROLLER,
+                )
         for name in plan.delete:
             with contextlib.suppress(NotFound):
                 self.store.delete(REPLICASETS, ns, name)
@@ -272,14 +308,27 @@ class ControllerManager:
             failure = ""
             for pod in plan.create:
                 try:
-                    self.create_pod(pod)
+                    created = self.create_pod(pod)
                 except Exception as exc:
                     failure = str(exc) or repr(exc)
                     log.warning("replicaset %s/%s: cannot create pod: %s", ns, name_of(rs), failure)
+                    self.events.event(
+                        rs, "Warning", "FailedCreate", f"Error creating: {failure}", ev.REPLICASET_CONTROLLER
+                    )
                     break
+                self.events.event(
+                    rs,
+                    "Normal",
+                    "SuccessfulCreate",
+                    f"Created pod: {name_of(created)}",
+                    ev.REPLICASET_CONTROLLER,
+                )
             for name in plan.delete:
                 with contextlib.suppress(NotFound):
                     self.store.delete(PODS, ns, name)
+                    self.events.event(
+                        rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}", ev.REPLICASET_CONTROLLER
+                    )
             if plan.create or plan.delete:
                 # status follows what now exists
                 pods_now, _ = self.store.list(PODS, namespace=ns)
@@ -392,6 +441,20 @@ class ControllerManager:
                         "metadata": {"name": "default", "namespace": ns},
                     },
                 )
+
+    # ------------------------------------------------------------ namespaces and events
+
+    def reconcile_namespaces(self) -> None:
+        """Finish deleting terminating namespaces: their content first, then the namespace."""
+        listed, _ = self.store.list(NAMESPACES)
+        for namespace in listed:
+            if is_terminating(namespace):
+                with contextlib.suppress(NotFound):
+                    namespaces.terminate(self.store, namespace, rfc3339())
+
+    def expire_events(self) -> None:
+        """Events older than the TTL go (the recorder sweeps at most every quarter TTL)."""
+        self.events.expire()
 
     # ------------------------------------------------------------ garbage collection
 
