@@ -244,3 +244,18 @@ async def test_events_expire_after_a_short_ttl(tmp_path: Path, monkeypatch: pyte
         # a steady pod reports nothing new, so its events go once the TTL has passed
         await wait_for(lambda: not events_about(c, "brief"), timeout=10, what="events expired")
         assert c.pod("brief")["status"]["phase"] == "Running"
+
+
+async def test_a_budget_without_pods_says_so(tmp_path: Path) -> None:
+    async with local_cluster(tmp_path) as c:
+        c.apply(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "lonely", "namespace": "default"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "nobody"}}},
+            }
+        )
+        found = await wait_for(lambda: by_reason(events_about(c, "lonely"), "NoPods"), what="NoPods event")
+        assert found[0]["message"] == "No matching pods found" and found[0]["type"] == "Normal"
+        assert found[0]["involvedObject"]["kind"] == "PodDisruptionBudget"

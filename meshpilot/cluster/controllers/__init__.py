@@ -421,6 +421,11 @@ class ControllerManager:
                     self.store.patch(
                         PDBS, namespace_of(budget), name_of(budget), {"status": status}, subresource="status"
                     )
+                if not disruption.matching_pods(budget, pods):
+                    # Kubernetes reports this on every sync; once per status change is enough here
+                    self.events.event(
+                        budget, "Normal", "NoPods", "No matching pods found", ev.DISRUPTION_CONTROLLER
+                    )
 
     # ------------------------------------------------------------ service accounts
 
