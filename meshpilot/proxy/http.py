@@ -55,6 +55,9 @@ PEER_META_ID: Final = b"x-envoy-peer-metadata-id"
 _PEER: Final = frozenset({PEER_META, PEER_META_ID})
 _HOP_OR_PEER: Final = _HOP | _PEER  # response headers never forwarded as they are
 
+# x-envoy-upstream-service-time values below a second, formatted once.
+_MILLIS: Final = tuple(b"%d" % i for i in range(1000))
+
 HIGH_WATER: Final = 256 * 1024  # body bytes buffered before the sender is paused
 
 
@@ -913,7 +916,8 @@ class Exchange:
             out += (k, b": ", v, b"\r\n")
         for k, v in self.extra_resp_headers:
             out.append(k + b": " + v + b"\r\n")
-        ust = b"%d" % ((now - self.upstream_start) * 1000)
+        ms = int((now - self.upstream_start) * 1000)
+        ust = _MILLIS[ms] if ms < 1000 else b"%d" % ms
         out += (b"x-envoy-upstream-service-time: ", ust, b"\r\n")
         received.append((b"x-envoy-upstream-service-time", ust))
         if status == 101:
