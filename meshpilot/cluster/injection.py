@@ -18,6 +18,7 @@ import copy
 import json
 from typing import Any
 
+from meshpilot import __version__
 from meshpilot.cluster.objects import Obj, controller_ref, labels_of
 
 PROXY_CONTAINER = "istio-proxy"
@@ -241,6 +242,8 @@ def inject(
             {"name": "ISTIO_META_MESH_ID", "value": "cluster.local"},
             {"name": "TRUST_DOMAIN", "value": "cluster.local"},
             {"name": "ISTIO_META_ISTIO_REVISION", "value": revision},
+            # istioctl proxy-status's VERSION column: the proxy reports it in its node metadata
+            {"name": "ISTIO_META_ISTIO_VERSION", "value": __version__},
             {"name": "ISTIO_META_APP_CONTAINERS", "value": app_containers},
             {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(pod_ports, separators=(",", ":"))},
             {"name": "ISTIO_META_APP_PORTS", "value": json.dumps(app_ports, separators=(",", ":"))},

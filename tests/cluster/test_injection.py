@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import meshpilot
 from meshpilot.api import validate
 from meshpilot.cluster import admission, injection
 from meshpilot.cluster.admission import AdmissionError, admit
@@ -124,6 +125,7 @@ def test_injection_by_namespace_label(env: Any) -> None:
     assert penv["SERVICE_ACCOUNT"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
     assert penv["ISTIO_META_WORKLOAD_NAME"] == "productcatalog-v1"
     assert penv["ISTIO_META_CLUSTER_ID"] == "inj"
+    assert penv["ISTIO_META_ISTIO_VERSION"] == meshpilot.__version__
     assert json.loads(penv["PROXY_CONFIG"]) == {"discoveryAddress": "istiod.istio-system.svc:15010"}
     assert json.loads(penv["ISTIO_META_APP_PORTS"]) == [
         {

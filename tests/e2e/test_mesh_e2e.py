@@ -24,6 +24,8 @@ from e2e_mesh import CATALOG_HOST, ISTIO, Mesh, wait_for
 from e2e_traffic import Paced, burst, get
 from prometheus_client.parser import text_string_to_metric_families
 
+import meshpilot
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CATALOG = f"http://{CATALOG_HOST}"
@@ -428,6 +430,7 @@ def test_proxy_status_and_proxy_config_show_the_mesh(mesh: Mesh, subsets: None) 
         name = f"{pod['metadata']['name']}.{pod['metadata']['namespace']}"
         assert rows[name][1:5] == ["SYNCED"] * 4, (name, rows[name])
         assert rows[name][5] in istiod
+        assert rows[name][6] == meshpilot.__version__  # VERSION: the injected ISTIO_META_ISTIO_VERSION
     target = f"{mesh.frontend['metadata']['name']}.frontend"
 
     result = mesh.cli("proxy-config", "cluster", target)
