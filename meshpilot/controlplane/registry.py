@@ -489,8 +489,10 @@ class Registry:
                     address=str(ep["address"]),
                     port=port or default_port,
                     labels=labels,
+                    # An inline endpoint names no workload (the host is not one): telemetry reports
+                    # destination_workload "unknown", as Istio does, rather than a guess from the host.
                     metadata=workload_metadata(
-                        workload=ms.name,
+                        workload="",
                         namespace=ns,
                         labels=labels,
                         service_account=str(ep.get("serviceAccount") or ""),

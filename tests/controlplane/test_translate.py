@@ -774,6 +774,9 @@ def test_service_entry_static_dns_and_none() -> None:
     )
     assert cluster(config, "outbound|8000||legacy.internal")["type"] == "EDS"
     assert cla(config, "outbound|8000||legacy.internal") == [("127.0.0.5", 18000), ("127.0.0.6", 8000)]
+    (load,) = [e for e in config.endpoints if e["cluster_name"] == "outbound|8000||legacy.internal"]
+    for ep in load["endpoints"][0]["lb_endpoints"]:  # no workload to name: telemetry says "unknown"
+        assert (ep["metadata"]["workload"], ep["metadata"]["namespace"]) == ("", "production")
     for host in ("legacy.internal", "legacy.internal:8000", "127.1.200.1:8000"):
         assert target(resolve(config, host, 8000)) == "outbound|8000||legacy.internal"
     d = cluster(config, "outbound|80||api.example.com")

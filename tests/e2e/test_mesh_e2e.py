@@ -277,11 +277,15 @@ spec:
         assert json.loads(reply.body) == {"external": True, "path": "/charge?id=7"}
         assert _Recorder.seen == [{"path": "/charge?id=7", "host": "api.payments.example"}]
         families = parse(mesh.scrape(mesh.frontend))
-        assert any(
-            s.labels["destination_service"] == "api.payments.example" and s.labels["reporter"] == "source"
+        external_series = [
+            s.labels
             for s in families["istio_requests"].samples
             if s.name == "istio_requests_total"
-        )
+            and s.labels["destination_service"] == "api.payments.example"
+            and s.labels["reporter"] == "source"
+        ]
+        assert external_series
+        assert {labels["destination_workload"] for labels in external_series} == {"unknown"}
     finally:
         mesh.delete("serviceentries.networking.istio.io", "payments", "frontend")
         wait_routes(mesh, CATALOG_HOST, absent=("api.payments.example",))
