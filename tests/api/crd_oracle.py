@@ -30,8 +30,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-
-CRD_FILE = Path(__file__).resolve().parents[3] / "shared" / "istio-crds" / "crd-all.gen.yaml"
+from shared_files import CRD_FILE
 
 _DURATION_RE = re.compile(
     r"^(\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))*$"

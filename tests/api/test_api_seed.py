@@ -9,14 +9,14 @@ kind) get the "not served" message.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from crd_oracle import oracle
+from shared_files import SEED_FILE
 
 from meshpilot.api import InvalidObject, load_documents, load_objects
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_15a56908aca0fe21.txt"
+SEED = SEED_FILE
 
 
 def yaml_blocks(section: str) -> list[str]:
