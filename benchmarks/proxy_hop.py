@@ -51,13 +51,16 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of the processes: the split shows how much is the kernel's
+    socket work (about the same for any proxy) and how much the proxy's own code."""
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-    return total
+            user += t.user
+            system += t.system
+    return user, system
 
 
 def nginx_conf(prefix: str, port: int, body: str) -> str:
@@ -102,7 +105,7 @@ def nginx(port: int, body: str, cpu: str) -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def meshpilot_proxy(port: int, upstream: int, cpu: str) -> Iterator[list[int]]:
+def meshpilot_proxy(port: int, upstream: int, cpu: str, root: Path = ROOT) -> Iterator[list[int]]:
     admin = free_port()
     boot = {
         "ip": "127.0.0.1",
@@ -142,7 +145,7 @@ def meshpilot_proxy(port: int, upstream: int, cpu: str) -> Iterator[list[int]]:
             "--log-level",
             "warning",
         ],
-        cwd=ROOT,
+        cwd=root,  # `-m` imports the package from the working directory first
     )
     try:
         wait_port(port)
@@ -188,9 +191,10 @@ def wrk(port: int, seconds: int, connections: int, cpu: str) -> dict[str, float]
 
 def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[str, Any]:
     wrk(port, 1, connections, "1")  # warm-up: pools, caches
-    c0 = cpu_seconds(pids)
+    u0, s0 = cpu_seconds(pids)
     load = wrk(port, seconds, connections, "1")
-    used = cpu_seconds(pids) - c0
+    u1, s1 = cpu_seconds(pids)
+    user, system = u1 - u0, s1 - s0
     lat = wrk(port, max(2, seconds // 2), 1, "1")
     rss = sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p))
     if load["errors"] or lat["errors"]:
@@ -200,7 +204,9 @@ def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[
     return {
         "rps": round(load["rps"]),
         "errors": load["errors"],
-        "cpu_us_per_request": used * 1e6 / max(load["requests"], 1),
+        "cpu_us_per_request": (user + system) * 1e6 / max(load["requests"], 1),
+        "cpu_user_us_per_request": user * 1e6 / max(load["requests"], 1),
+        "cpu_sys_us_per_request": system * 1e6 / max(load["requests"], 1),
         "latency_mean_ms": lat["mean_ms"],
         "latency_p50_ms": lat["p50_ms"],
         "latency_p99_ms": lat["p99_ms"],
@@ -214,6 +220,12 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only-meshpilot", action="store_true", help="skip nginx (for quick profiling rounds)")
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also measure the proxy from another checkout (e.g. `git archive OLD meshpilot | tar -x -C DIR`)"
+        " in the same run, as `baseline`",
+    )
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -229,7 +241,7 @@ def main() -> int:
         f"server {{ listen 127.0.0.1:{nginx_port}; location / {{ proxy_pass http://app; "
         f'proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }} }}'
     )
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load_average_before": os.getloadavg()}
     with nginx(up_port, upstream_body, "1") as up_pids:
         results["direct"] = measure(up_port, up_pids, args.seconds, args.connections)
         if args.only_meshpilot:
@@ -240,8 +252,16 @@ def main() -> int:
             results["nginx"] = measure(nginx_port, pids, args.seconds, args.connections)
         with meshpilot_proxy(mp_port, up_port, "0") as pids:
             results["meshpilot"] = measure(mp_port, pids, args.seconds, args.connections)
+        if args.baseline_tree is not None:
+            if not (args.baseline_tree / "meshpilot" / "proxy").is_dir():
+                print(f"proxy_hop: {args.baseline_tree}: no meshpilot/proxy there", file=sys.stderr)
+                return 2
+            bl_port = free_port()
+            with meshpilot_proxy(bl_port, up_port, "0", args.baseline_tree.resolve()) as pids:
+                results["baseline"] = measure(bl_port, pids, args.seconds, args.connections)
     direct = results["direct"]
-    for name in ("nginx", "meshpilot"):
+    targets = ("nginx", "meshpilot", "baseline") if "baseline" in results else ("nginx", "meshpilot")
+    for name in targets:
         r = results[name]
         r["added_latency_p50_ms"] = r["latency_p50_ms"] - direct["latency_p50_ms"]
         r["added_latency_mean_ms"] = r["latency_mean_ms"] - direct["latency_mean_ms"]
@@ -251,25 +271,41 @@ def main() -> int:
         "meshpilot_rss_mib": mp["rss_mib"],
         "targets": {"cpu_ratio": 1.25, "rss_mib": 30},
     }
+    if "baseline" in results:
+        summary["baseline_cpu_per_request_ratio_to_nginx"] = (
+            results["baseline"]["cpu_us_per_request"] / ng["cpu_us_per_request"]
+        )
     results["summary"] = summary
+    results["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(
-        f"{'target':<10} {'req/s':>8} {'CPU µs/req':>11} {'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'RSS MiB':>8}"
+        f"{'target':<10} {'req/s':>8} {'CPU µs/req':>11} {'(user+sys)':>12} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'+p50 ms':>8} {'RSS MiB':>8}"
     )
-    for name in ("direct", "nginx", "meshpilot"):
+    for name in ("direct", *targets):
         r = results[name]
         added = f"{r['added_latency_p50_ms']:.3f}" if "added_latency_p50_ms" in r else "-"
         cpu = f"{r['cpu_us_per_request']:.1f}" if name != "direct" else "-"
-        print(
-            f"{name:<10} {r['rps']:>8} {cpu:>11} {r['latency_p50_ms']:>7.3f} {r['latency_p99_ms']:>7.3f}"
-            f" {added:>8} {r['rss_mib']:>8.1f}"
+        split = (
+            f"{r['cpu_user_us_per_request']:.1f}+{r['cpu_sys_us_per_request']:.1f}"
+            if name != "direct"
+            else "-"
         )
+        print(
+            f"{name:<10} {r['rps']:>8} {cpu:>11} {split:>12} {r['latency_p50_ms']:>7.3f}"
+            f" {r['latency_p99_ms']:>7.3f} {added:>8} {r['rss_mib']:>8.1f}"
+        )
+    before, after = results["load_average_before"], results["load_average_after"]
+    print(f"load average (1/5/15 min): before {before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f},"
+          f" after {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f}")  # fmt: skip
     print(
         f"meshpilot / nginx CPU per request: {summary['cpu_per_request_ratio_to_nginx']:.2f}x (target <= 1.25x); "
         f"meshpilot RSS {summary['meshpilot_rss_mib']:.1f} MiB (target <= 30 MiB)"
     )
+    if "baseline" in results:
+        print(f"baseline / nginx CPU per request: {summary['baseline_cpu_per_request_ratio_to_nginx']:.2f}x")
     return 0
 
 
