@@ -741,7 +741,8 @@ class Exchange:
             # REGISTRY_ONLY: Istio answers 502 for hosts outside the registry; NR says why.
             self.local_reply(502, "NR", "cluster_blackhole")
             return
-        if cluster.original_dst:
+        original_dst = cluster.type == "ORIGINAL_DST"
+        if original_dst:
             addr, port = _split_host_port(self.authority)
             if not addr:
                 self.local_reply(400, "", "missing_host_header")
@@ -758,11 +759,8 @@ class Exchange:
         host.active += 1
         self.upstream_host = host.key
         cluster.stats.upstream_rq_total += 1
-        if (
-            self.conn.listener is not None
-            and self.conn.listener.direction != "INBOUND"
-            and not cluster.original_dst
-        ):
+        lc = self.conn.listener
+        if lc is not None and lc.direction != "INBOUND" and not original_dst:
             self.req_headers += self.proxy.peer_headers
         if self.expect_continue:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
