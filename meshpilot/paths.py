@@ -1,8 +1,12 @@
-"""Where meshpilot keeps its state: ``$MESHPILOT_HOME``, else ``~/.meshpilot``."""
+"""Where meshpilot keeps its state: ``$MESHPILOT_HOME``, else ``~/.meshpilot``; and how processes
+take turns changing it."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -23,3 +27,15 @@ def cluster_dir(name: str) -> Path:
     path = home() / "clusters" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the block: state files
+    are shared by every meshpilot process of the machine (CLI runs, daemons, tests in parallel)."""
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

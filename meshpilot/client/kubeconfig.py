@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,15 +60,8 @@ def load(path: Path | None = None) -> dict[str, Any]:
     return config
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    return paths.locked(path.with_name(path.name + ".lock"))
 
 
 def _save(config: dict[str, Any], path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,14 +112,8 @@ def _claim(index: int, name: str) -> None:
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _claims_locked() -> Iterator[None]:
-    with open(_claims_dir() / "lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _claims_locked() -> contextlib.AbstractContextManager[None]:
+    return paths.locked(_claims_dir() / "lock")
 
 
 def pick_index(taken: Iterable[int], name: str | None = None) -> int:
@@ -344,16 +337,9 @@ def start_daemon(info: ClusterInfo, timeout: float = READY_TIMEOUT) -> int:
     raise ClusterError(f"cluster daemon did not become ready within {timeout:.0f}s; see {info.log_file}")
 
 
-@contextlib.contextmanager
-def _exclusive(name: str) -> Iterator[None]:
+def _exclusive(name: str) -> contextlib.AbstractContextManager[None]:
     """One lifecycle operation per cluster at a time (two `cluster up` racing would start two daemons)."""
-    lock_path = paths.cluster_dir(name) / "lifecycle.lock"
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return paths.locked(paths.cluster_dir(name) / "lifecycle.lock")
 
 
 def up(name: str = DEFAULT_NAME, *, mesh: bool = True) -> tuple[ClusterInfo, str]:
