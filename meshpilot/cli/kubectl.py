@@ -389,6 +389,8 @@ def get(
     if watch:
         if len(groups) != 1 or fmt not in ("table", "wide", "name"):
             fail("--watch supports one resource type and table or name output")
+        if field_selector:
+            fail("--watch does not support --field-selector")
         _watch(session, groups[0][0], ns, selector, names, fmt, all_namespaces)
     if errors:
         raise CliError("\n".join(errors), prefix="")

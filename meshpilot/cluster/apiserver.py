@@ -855,6 +855,13 @@ class ApiServer:
         deleted = []
         for item in items:
             meta = item["metadata"]
+            if target.key == ("", "namespaces"):
+                # namespaces terminate as they do one by one; the protected ones stay
+                if meta["name"] not in PROTECTED_NAMESPACES:
+                    with contextlib.suppress(NotFound), self.store.transaction():
+                        namespaces.terminate(self.store, item, rfc3339_now())
+                        deleted.append(item)
+                continue
             with contextlib.suppress(NotFound):
                 deleted.append(
                     self.store.delete(

@@ -43,6 +43,11 @@ KUBELET = "kubelet"
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
 CACHE_SIZE = 4096  # remembered aggregation keys (client-go's LRU holds as many)
+# client-go's aggregator: the 10th distinct message of one reason about one object within 10
+# minutes turns them into one Event whose message says so and whose count keeps growing.
+SIMILAR_MAX = 10
+SIMILAR_WINDOW = 600.0
+COMBINED = "(combined from similar events): "
 
 
 def event_ttl() -> float:
@@ -111,6 +116,9 @@ class EventRecorder:
         self.dropped = 0
         self._names: collections.OrderedDict[tuple[str, ...], tuple[str, str]] = collections.OrderedDict()
         self._buckets: collections.OrderedDict[tuple[str, ...], _Bucket] = collections.OrderedDict()
+        self._similar: collections.OrderedDict[tuple[str, ...], tuple[set[str], float]] = (
+            collections.OrderedDict()
+        )
         self._seq = 0
         self._last_sweep = 0.0
 
@@ -134,6 +142,19 @@ class EventRecorder:
             self.dropped += 1
             log.debug("event %s about %s dropped: %r", reason, (obj.get("metadata") or {}).get("name"), exc)
             return None
+
+    def _combine(self, similar: tuple[str, ...], message: str, now: float) -> bool:
+        """Has this object had SIMILAR_MAX distinct messages for one reason lately?"""
+        messages, last = self._similar.get(similar, (set(), now))
+        if now - last > SIMILAR_WINDOW:
+            messages = set()
+        if len(messages) < SIMILAR_MAX:
+            messages.add(message)
+        self._similar[similar] = (messages, now)
+        self._similar.move_to_end(similar)
+        if len(self._similar) > CACHE_SIZE:
+            self._similar.popitem(last=False)
+        return len(messages) >= SIMILAR_MAX
 
     def _allowed(self, key: tuple[str, ...], now: float) -> bool:
         bucket = self._buckets.get(key)
@@ -170,8 +191,12 @@ class EventRecorder:
             self.dropped += 1
             return None
         message = message[:1024]  # Kubernetes caps an Event's message at 1 kB
-        key: tuple[str, ...] = (component, self.host, ref["kind"], namespace, ref["name"], ref["uid"])
-        key += (field_path or "", type_, reason, message)
+        similar: tuple[str, ...] = (component, self.host, ref["kind"], namespace, ref["name"], ref["uid"])
+        similar += (field_path or "", type_, reason)
+        key = (*similar, message)
+        if self._combine(similar, message, now):
+            key = (*similar, COMBINED)
+            message = (COMBINED + message)[:1024]
         stamp = _stamp(now)
         known = self._names.get(key)
         if known is not None:
@@ -182,9 +207,10 @@ class EventRecorder:
                 current = None  # expired or deleted: start a new one
             if current is not None:
                 count = int(current.get("count") or 1) + 1
-                updated = self.store.patch(
-                    EVENTS, known[0], known[1], {"count": count, "lastTimestamp": stamp}
-                )
+                change: Obj = {"count": count, "lastTimestamp": stamp}
+                if current.get("message") != message:
+                    change["message"] = message  # a combined event shows the latest message
+                updated = self.store.patch(EVENTS, known[0], known[1], change)
                 self.recorded += 1
                 return updated
         self._seq += 1

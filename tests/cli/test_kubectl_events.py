@@ -171,3 +171,11 @@ def test_describe_shows_the_objects_events(cluster: Any, ns: str) -> None:
         )
         for line in section
     )
+
+
+def test_a_bad_field_selector_is_one_clear_line(cluster: Any, ns: str) -> None:
+    result = cluster.cli("get", "events", "-n", ns, "--field-selector", "involvedObject.name")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "field selector" in result.stderr.lower() or "selector" in result.stderr.lower()
+    watched = cluster.cli("get", "events", "-n", ns, "-w", "--field-selector", "type=Warning")
+    assert watched.exit_code == 1 and "--watch does not support --field-selector" in watched.stderr

@@ -76,6 +76,24 @@ def test_repeats_aggregate_into_one_event_with_a_growing_count(store: Store) -> 
     assert len(items) == 2
 
 
+def test_many_different_messages_for_one_reason_are_combined(store: Store) -> None:
+    clock = Clock()
+    rec = ev.EventRecorder(store, ttl=3600, clock=clock)
+    for i in range(ev.SIMILAR_MAX + 5):
+        clock.now += 1
+        rec.event(_pod(), "Warning", "Unhealthy", f"Readiness probe failed: attempt {i}", ev.KUBELET)
+    items, _ = store.list(EVENTS, "default")
+    single = [e for e in items if not e["message"].startswith(ev.COMBINED)]
+    combined = [e for e in items if e["message"].startswith(ev.COMBINED)]
+    assert len(single) == ev.SIMILAR_MAX - 1 and all(e["count"] == 1 for e in single)
+    assert len(combined) == 1 and combined[0]["count"] == 6
+    assert combined[0]["message"] == f"{ev.COMBINED}Readiness probe failed: attempt {ev.SIMILAR_MAX + 4}"
+    # after a quiet spell the object starts afresh
+    clock.now += ev.SIMILAR_WINDOW + 1
+    fresh = rec.event(_pod(), "Warning", "Unhealthy", "Readiness probe failed: again", ev.KUBELET)
+    assert fresh is not None and fresh["message"] == "Readiness probe failed: again"
+
+
 def test_events_are_refused_in_a_missing_or_terminating_namespace(store: Store) -> None:
     rec = ev.EventRecorder(store, ttl=3600)
     assert rec.event(_pod(namespace="nowhere"), "Normal", "Started", "x", ev.KUBELET) is None

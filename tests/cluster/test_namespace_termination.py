@@ -145,3 +145,24 @@ def test_the_cli_waits_for_a_terminating_namespace(cluster: Any) -> None:
     assert result.stdout.strip() == f'namespace "{ns}" deleted'
     assert time.monotonic() - started >= 1.0  # it waited for the pod's shutdown
     assert gone(client, NAMESPACES, ns)
+
+
+def test_deleting_namespaces_by_selector_terminates_each_and_spares_protected_ones(cluster: Any) -> None:
+    client = cluster.client
+    tag = uuid.uuid4().hex[:6]
+    names = [f"bulk-{tag}-{i}" for i in range(2)]
+    for name in names:
+        client.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"bulk": tag}}}
+        )
+        client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": name}})
+    client.patch(NAMESPACES, "default", {"metadata": {"labels": {"bulk": tag}}})
+    try:
+        answer = client.request("DELETE", "/api/v1/namespaces", params={"labelSelector": f"bulk={tag}"})
+        assert answer.status_code == 200
+        assert sorted(i["metadata"]["name"] for i in answer.json()["items"]) == names
+        for name in names:
+            assert gone(client, NAMESPACES, name) and gone(client, CONFIGMAPS, "c", name)
+        assert client.get(NAMESPACES, "default")["metadata"]["name"] == "default"
+    finally:
+        client.patch(NAMESPACES, "default", {"metadata": {"labels": {"bulk": None}}})
