@@ -91,3 +91,44 @@ spec:
     assert deleted.returncode == 0, deleted.stderr
     gone = kubectl(cluster, "get", "configmap", "settings", "-n", ns)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_kubectl_reads_events_and_waits_for_namespace_termination(cluster: Any) -> None:
+    import time
+
+    ns = f"kev-{uuid.uuid4().hex[:6]}"
+    client = cluster.client
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "crasher", "namespace": ns},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {"name": "app", "image": "x", "command": ["python", "-c", "raise SystemExit(2)"]}
+                ],
+            },
+        }
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        listed = kubectl(cluster, "get", "events", "-n", ns)
+        if "BackOff" in listed.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert any(
+        line.split()[1:4] == ["Warning", "BackOff", "pod/crasher"] for line in listed.stdout.splitlines()
+    )
+    # kubectl describe asks for the pod's events with a field selector on involvedObject
+    described = kubectl(cluster, "describe", "pod", "crasher", "-n", ns)
+    assert described.returncode == 0, described.stderr
+    events = described.stdout[described.stdout.index("\nEvents:") :]
+    assert "default-scheduler" in events and "Back-off restarting failed container app" in events
+    deleted = kubectl(cluster, "delete", "namespace", ns, "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+    gone = kubectl(cluster, "get", "namespace", ns)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
