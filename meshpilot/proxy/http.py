@@ -126,6 +126,8 @@ class DownstreamProtocol(asyncio.Protocol):
         "closed",
         "conn_id",
         "current",
+        "dirty",
+        "feeding",
         "flow",
         "listener",
         "listener_name",
@@ -175,6 +177,10 @@ class DownstreamProtocol(asyncio.Protocol):
         self._deadline_cb: Any = None
         self.batching = False
         self.wbuf: list[bytes] = []
+        # While a read is parsed, what it produces for upstream connections is collected and
+        # sent once per connection at the end (a request head and its body: one send, not two).
+        self.feeding = False
+        self.dirty: list[UpstreamProtocol] = []
 
     # -- connection events
 
@@ -228,6 +234,7 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         if self._in_head or self.parsing is None:
             self._head_bytes += len(data)
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -264,6 +271,12 @@ class DownstreamProtocol(asyncio.Protocol):
                 # (most do: then no timer is touched for it at all).
                 self._head_timer = True
                 self._arm(self.proxy.settings.header_timeout, self._on_header_timeout)
+        finally:
+            self.feeding = False
+            if self.dirty:
+                for up in self.dirty:
+                    up.flush()
+                self.dirty.clear()
 
     def _reject(self, status: int, details: str) -> None:
         """A request the proxy refuses to parse further: answer if nothing is in flight, then close."""
@@ -840,6 +853,10 @@ class Exchange:
         elif self.req_length is not None:
             head.append(b"content-length: %d\r\n" % self.req_length)
         head.append(b"\r\n")
+        if self.conn.feeding and (self.req_length or self.req_chunked) and not up.batching:
+            # The body may follow from the same read: head and body leave in one send.
+            up.batching = True
+            self.conn.dirty.append(up)
         up.write(b"".join(head))
         self.head_sent = True
         if self.pending_body is not None:
@@ -869,9 +886,18 @@ class Exchange:
         up = self.upstream
         assert up is not None
         if self.req_chunked:
-            up.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        self._upstream_write(up, chunk)
+
+    def _upstream_write(self, up: UpstreamProtocol, data: bytes) -> None:
+        conn = self.conn
+        if conn.feeding:
+            if not up.batching:
+                up.batching = True
+                conn.dirty.append(up)
+            up.wbuf.append(data)
         else:
-            up.write(chunk)
+            up.write(data)
 
     def request_end(self) -> None:
         self.request_done = True
@@ -883,7 +909,7 @@ class Exchange:
 
     def _finish_request_upstream(self) -> None:
         if self.req_chunked and self.upstream is not None and not self.upgrading:
-            self.upstream.write(b"0\r\n\r\n")
+            self._upstream_write(self.upstream, b"0\r\n\r\n")
 
     # -- response side
 
@@ -1155,6 +1181,7 @@ class UpstreamProtocol(asyncio.Protocol):
         "_reset_parser",
         "_skip",
         "_status",
+        "batching",
         "closed",
         "exchange",
         "flow",
@@ -1164,6 +1191,7 @@ class UpstreamProtocol(asyncio.Protocol):
         "pool",
         "transport",
         "tunnel",
+        "wbuf",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -1180,6 +1208,8 @@ class UpstreamProtocol(asyncio.Protocol):
         self._skip = False  # an interim 1xx response
         self._reset_parser = False
         self.idle_since = 0.0  # loop time it went back to the pool; the proxy's sweep closes stale ones
+        self.batching = False  # collecting writes while a downstream read is parsed
+        self.wbuf: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -1229,10 +1259,22 @@ class UpstreamProtocol(asyncio.Protocol):
             self.flow.resume(reason)
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.batching:
+            self.wbuf.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
 
+    def flush(self) -> None:
+        self.batching = False
+        buf = self.wbuf
+        if buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
+
     def close(self) -> None:
+        self.flush()
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()

@@ -312,3 +312,98 @@ async def test_a_head_in_two_reads_within_the_timeout_is_answered(proxy):
     assert responses(t.buffer)[0][0] == 418 and not t.closed
     proto.data_received(b"GET /tea HTTP/1.1\r\nHost: svc\r\n\r\n")  # keep-alive still works
     assert [s for s, _, _ in responses(t.buffer)] == [418, 418]
+
+
+class CountingTransport(MockTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        super().write(data)
+
+
+@pytest.fixture
+async def routed_proxy():
+    """A proxy whose outbound listener routes svc to a cluster, with one pooled upstream
+    connection on a mock transport (so nothing connects anywhere)."""
+    from meshpilot.proxy.config import static_resources
+    from meshpilot.proxy.http import UpstreamProtocol
+
+    p = Proxy(Identity("sidecar~127.0.0.1~t.default~default.svc.cluster.local", "127.0.0.1"), Settings())
+    cluster = "outbound|80||svc.default.svc.cluster.local"
+    boot = {
+        "static_resources": {
+            "listeners": [
+                {"name": "out", "address": "127.0.0.1", "port": 0, "traffic_direction": "OUTBOUND"}
+            ],
+            "routes": [
+                {
+                    "name": "80",
+                    "virtual_hosts": [
+                        {"name": "svc", "domains": ["svc"], "routes": [{"route": {"cluster": cluster}}]}
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": cluster,
+                    "type": "STATIC",
+                    "load_assignment": {
+                        "cluster_name": cluster,
+                        "endpoints": [{"lb_endpoints": [{"address": "127.0.0.1", "port": 9}]}],
+                    },
+                }
+            ],
+        }
+    }
+    res = static_resources(boot)
+    await p.apply(res, {t: "static" for t in res})
+    c = p.snapshot.clusters[cluster]
+    pool = p.pool_for(c.hosts[0], c)
+    up = UpstreamProtocol(pool)
+    ut = CountingTransport()
+    up.connection_made(ut)  # type: ignore[arg-type]
+    pool.idle.append(up)
+    proto = DownstreamProtocol(p, p.snapshot.listeners["out"])
+    dt = MockTransport()
+    proto.connection_made(dt)  # type: ignore[arg-type]
+    yield proto, dt, up, ut
+    await p.stop()
+
+
+async def test_request_head_and_body_from_one_read_leave_in_one_send(routed_proxy):
+    proto, dt, up, ut = routed_proxy
+    proto.data_received(b"POST /a HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello")
+    assert len(ut.writes) == 1
+    head, _, body = ut.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /a HTTP/1.1\r\n") and b"content-length: 5" in head and body == b"hello"
+    up.data_received(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+    assert responses(dt.buffer)[0][0] == 201
+    # chunked: head, every chunk and the terminator from one read: one send
+    ut.writes.clear()
+    proto.data_received(
+        b"POST /b HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    assert len(ut.writes) == 1 and ut.writes[0].endswith(b"\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    # a body arriving in later reads goes out as it arrives, one send per read
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    ut.writes.clear()
+    proto.data_received(b"POST /c HTTP/1.1\r\nHost: svc\r\nContent-Length: 6\r\n\r\nab")
+    proto.data_received(b"cdef")
+    assert len(ut.writes) == 2 and ut.writes[1] == b"cdef"
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert [s for s, _, _ in responses(dt.buffer)] == [201, 200, 200] and not dt.closed
+
+
+async def test_get_and_response_each_one_send(routed_proxy):
+    proto, dt, up, ut = routed_proxy
+    dt_writes: list[bytes] = []
+    dt.write = dt_writes.append  # type: ignore[method-assign]
+    for _ in range(3):
+        proto.data_received(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+        up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+    assert len(ut.writes) == 3 and len(dt_writes) == 3
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"\r\n\r\nok") for w in dt_writes)
+    assert all(b"x-request-id: " in w and b"x-envoy-peer-metadata-id: " in w for w in ut.writes)
