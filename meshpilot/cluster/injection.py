@@ -19,7 +19,8 @@ import json
 from typing import Any
 
 from meshpilot import __version__
-from meshpilot.cluster.objects import Obj, controller_ref, labels_of
+from meshpilot.api.workload import canonical_revision, canonical_service, workload_name
+from meshpilot.cluster.objects import Obj, labels_of
 
 PROXY_CONTAINER = "istio-proxy"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
@@ -74,41 +75,6 @@ def internal_port(container_port: int, taken: set[int]) -> int:
     while candidate in taken or candidate in PROXY_PORTS:
         candidate -= 1
     return candidate
-
-
-def workload_name(pod: Obj) -> str:
-    """The Deployment name for a pod of a ReplicaSet (``web-7d9f8-x2z`` -> ``web``), else the pod name."""
-    ref = controller_ref(pod)
-    if ref and ref.get("kind") == "ReplicaSet":
-        rs_name = str(ref.get("name", ""))
-        pod_hash = labels_of(pod).get(HASH_LABEL)
-        if pod_hash and rs_name.endswith("-" + pod_hash):
-            return rs_name[: -len(pod_hash) - 1]
-        return rs_name
-    if ref:
-        return str(ref.get("name", ""))
-    meta = pod.get("metadata", {})
-    return str(meta.get("name") or meta.get("generateName", "").rstrip("-"))
-
-
-def canonical_name(pod: Obj) -> str:
-    labels = labels_of(pod)
-    return (
-        labels.get("service.istio.io/canonical-name")
-        or labels.get("app.kubernetes.io/name")
-        or labels.get("app")
-        or workload_name(pod)
-    )
-
-
-def canonical_revision(pod: Obj) -> str:
-    labels = labels_of(pod)
-    return (
-        labels.get("service.istio.io/canonical-revision")
-        or labels.get("app.kubernetes.io/version")
-        or labels.get("version")
-        or "latest"
-    )
 
 
 def _rewrite_probes(container: Obj, internal: dict[int, int]) -> None:
@@ -251,8 +217,8 @@ def inject(
                 "name": "ISTIO_META_LABELS",
                 "value": json.dumps(clean_labels, separators=(",", ":"), sort_keys=True),
             },
-            {"name": "CANONICAL_SERVICE", "value": canonical_name(out)},
-            {"name": "CANONICAL_REVISION", "value": canonical_revision(out)},
+            {"name": "CANONICAL_SERVICE", "value": canonical_service(labels_of(out), workload)},
+            {"name": "CANONICAL_REVISION", "value": canonical_revision(labels_of(out))},
         ],
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": 15000},
@@ -274,6 +240,6 @@ def inject(
         separators=(",", ":"),
     )
     labels["security.istio.io/tlsMode"] = "istio"
-    labels.setdefault("service.istio.io/canonical-name", canonical_name(out))
-    labels.setdefault("service.istio.io/canonical-revision", canonical_revision(out))
+    labels.setdefault("service.istio.io/canonical-name", canonical_service(labels_of(out), workload))
+    labels.setdefault("service.istio.io/canonical-revision", canonical_revision(labels_of(out)))
     return out

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshpilot.api.workload import canonical_revision, canonical_service, workload_name
 from meshpilot.controlplane._util import (
     BAD_CONFIG,
     annotations_of,
@@ -218,25 +219,6 @@ def proxy_from_pod(pod: Mapping[str, Any], cluster_id: str = DEFAULT_CLUSTER_ID)
     )
 
 
-def workload_name(pod: Mapping[str, Any]) -> str:
-    """The owning Deployment's name (ReplicaSet name minus its pod-template-hash), as Istio infers."""
-    owners = as_list(meta(pod).get("ownerReferences"))
-    labels = labels_of(pod)
-    for owner in owners:
-        if not isinstance(owner, Mapping):
-            continue
-        name = str(owner.get("name") or "")
-        if owner.get("kind") == "ReplicaSet":
-            h = labels.get("pod-template-hash")
-            if h and name.endswith("-" + h):
-                return name[: -len(h) - 1]
-            base, _, tail = name.rpartition("-")
-            return base if base and tail.isalnum() else name
-        if name:
-            return name
-    return name_of(pod)
-
-
 def workload_metadata(
     *,
     workload: str,
@@ -253,8 +235,8 @@ def workload_metadata(
         "app": app,
         "version": version,
         "service_account": service_account,
-        "canonical_service": labels.get("service.istio.io/canonical-name") or app or workload,
-        "canonical_revision": labels.get("service.istio.io/canonical-revision") or version or "latest",
+        "canonical_service": canonical_service(labels, workload),
+        "canonical_revision": canonical_revision(labels),
         "cluster": cluster_id,
         "labels": dict(labels),
     }

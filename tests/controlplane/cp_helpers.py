@@ -268,7 +268,9 @@ def pod(
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels}
     if owner:
-        meta["ownerReferences"] = [{"kind": "ReplicaSet", "name": owner, "apiVersion": "apps/v1"}]
+        meta["ownerReferences"] = [
+            {"kind": "ReplicaSet", "name": owner, "apiVersion": "apps/v1", "controller": True}
+        ]
     if annotations:
         meta["annotations"] = annotations
     return {
