@@ -449,6 +449,21 @@ _METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE
 _METHOD_BYTES: Final = {m: b for b, m in _METHODS.items()}
 
 
+_PORT_ROUTE: dict[str, str] = {}  # authority -> its port, the outbound route table's name
+
+
+def _route_name_for(authority: str) -> str:
+    """Outbound listeners pick the route table named after the authority's port (80 when
+    absent), as Istio's per-port RouteConfigurations are named; remembered per authority."""
+    name = _PORT_ROUTE.get(authority)
+    if name is None:
+        name = authority.rsplit(":", 1)[1] if authority.rfind(":") > authority.rfind("]") else "80"
+        if len(_PORT_ROUTE) >= 4096:
+            _PORT_ROUTE.clear()
+        _PORT_ROUTE[authority] = name
+    return name
+
+
 def _detail(e: Exception) -> str:
     return str(e).replace(" ", "_")
 
@@ -684,8 +699,7 @@ class Exchange:
             return
         name = lc.route_config_name
         if name is None:
-            authority = self.authority
-            name = authority.rsplit(":", 1)[1] if authority.rfind(":") > authority.rfind("]") else "80"
+            name = _route_name_for(self.authority)
         table = self.proxy.snapshot.routes.get(name)
         route: CompiledRoute | None = None
         vh = None

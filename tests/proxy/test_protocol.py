@@ -407,3 +407,13 @@ async def test_get_and_response_each_one_send(routed_proxy):
     assert len(ut.writes) == 3 and len(dt_writes) == 3
     assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"\r\n\r\nok") for w in dt_writes)
     assert all(b"x-request-id: " in w and b"x-envoy-peer-metadata-id: " in w for w in ut.writes)
+
+
+def test_outbound_route_table_is_named_after_the_authoritys_port():
+    from meshpilot.proxy.http import _route_name_for
+
+    for _ in range(2):  # the second round answers from the cache
+        assert _route_name_for("svc") == "80"
+        assert _route_name_for("svc.ns.svc.cluster.local:9080") == "9080"
+        assert _route_name_for("[::1]") == "80"
+        assert _route_name_for("[::1]:8080") == "8080"
