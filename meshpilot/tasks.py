@@ -30,7 +30,7 @@ def _reap(task: asyncio.Task[Any]) -> None:
 
 def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     """Start ``coro`` as a named task whose reference is held until it finishes."""
-    task = asyncio.get_running_loop().create_task(coro, name=name)  # noqa: TID251
+    task = asyncio.get_running_loop().create_task(coro, name=name)
     _running.add(task)
     task.add_done_callback(_reap)
     return task

@@ -53,6 +53,8 @@ def _finalizers(key: ResourceKey, obj: Mapping[str, Any]) -> list[str]:
     if key == NAMESPACES:
         found += list((obj.get("spec") or {}).get("finalizers") or [])
     return found
+
+
 DEFAULT_HISTORY = 10_000
 
 _SCHEMA = """
