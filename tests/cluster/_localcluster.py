@@ -22,26 +22,31 @@ import psutil
 from meshpilot.api import validate
 from meshpilot.cluster import admission
 from meshpilot.cluster.controllers import ControllerManager
+from meshpilot.cluster.objects import (  # re-exported: the tests here import the keys from this module
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTS,
+    NAMESPACES,
+    PDBS,
+    PODS,
+    REPLICASETS,
+    SECRETS,
+    SERVICES,
+)
 from meshpilot.cluster.state import ClusterInfo
 from meshpilot.store import NotFound, ResourceKey, Store
 
 APP = str(Path(__file__).with_name("_app.py"))
-PODS: ResourceKey = ("", "pods")
-SERVICES: ResourceKey = ("", "services")
-ENDPOINTS: ResourceKey = ("", "endpoints")
-DEPLOYMENTS: ResourceKey = ("apps", "deployments")
-REPLICASETS: ResourceKey = ("apps", "replicasets")
-NAMESPACES: ResourceKey = ("", "namespaces")
-PDBS: ResourceKey = ("policy", "poddisruptionbudgets")
 
 KEYS = {
     "Pod": PODS,
     "Service": SERVICES,
+    "Endpoints": ENDPOINTS,
     "Deployment": DEPLOYMENTS,
     "Namespace": NAMESPACES,
     "PodDisruptionBudget": PDBS,
-    "ConfigMap": ("", "configmaps"),
-    "Secret": ("", "secrets"),
+    "ConfigMap": CONFIGMAPS,
+    "Secret": SECRETS,
     "ReplicaSet": REPLICASETS,
 }
 
