@@ -175,7 +175,7 @@ class IstioMetrics:
         s.count += 1
         s.dur[_bisect_left(_DURATION_BOUNDS, duration_ms)] += 1
         s.dur_sum += duration_ms
-        s.req[_bisect_left(BYTES_BUCKETS, req_bytes)] += 1
+        s.req[_bisect_left(BYTES_BUCKETS, req_bytes) if req_bytes else 0] += 1  # most requests: no body
         s.req_sum += req_bytes
         s.resp[_bisect_left(BYTES_BUCKETS, resp_bytes)] += 1
         s.resp_sum += resp_bytes
