@@ -1330,13 +1330,15 @@ class UpstreamProtocol(asyncio.Protocol):
 
     # -- parser callbacks
 
-    def on_message_begin(self) -> None:
-        self._headers = []
+    # No on_message_begin: on_headers_complete hands the header list over and starts the next
+    # one, which saves a Python callback per response.
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        headers = self._headers
+        self._headers = []
         self._status = code = self.parser.get_status_code()
         x = self.exchange
         self._skip = 100 <= code < 200 and code != 101
@@ -1344,7 +1346,7 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         if code == 101 and not x.upgrading:
             return
-        x.response_head(code, self._headers, self)
+        x.response_head(code, headers, self)
         if x.method == "HEAD":
             # httptools cannot be told the request was HEAD: end here, parse the next response afresh.
             self._reset_parser = True
