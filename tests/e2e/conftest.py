@@ -11,7 +11,8 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from e2e_mesh import Mesh, meshpilot_home, ready, sample_objects, wait_for
+from _clusterhandle import meshpilot_home
+from e2e_mesh import Mesh, ready, sample_objects, wait_for
 
 
 @pytest.fixture(scope="session")

@@ -15,34 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from _clusterhandle import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ISTIO = "istio-system"
 CATALOG_HOST = "productcatalog.production.svc.cluster.local"
 MESH_NAMESPACES = ("production", "frontend")
-
-
-@contextlib.contextmanager
-def meshpilot_home(home: Path) -> Iterator[None]:
-    old = os.environ.get("MESHPILOT_HOME")
-    os.environ["MESHPILOT_HOME"] = str(home)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MESHPILOT_HOME", None)
-        else:
-            os.environ["MESHPILOT_HOME"] = old
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
@@ -64,31 +51,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interva
 
 
 @dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
+class Mesh(LocalCluster):
+    """The shared cluster handle (``.cli``, ``.env``, ``.client`` ...) plus what looking at a mesh needs."""
 
-
-@dataclass
-class Mesh:
-    name: str
-    home: Path
-    info: Any  # meshpilot.cluster.state.ClusterInfo
-    client: Any = field(repr=False)  # meshpilot.client.Client
     http: httpx.Client = field(repr=False, default_factory=lambda: httpx.Client(timeout=5.0, trust_env=False))
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"MESHPILOT_HOME": str(self.home), "MESHPILOT_CONTEXT": f"meshpilot-{self.name}"}
-
-    def cli(self, *args: str) -> CliResult:
-        from click.testing import CliRunner
-
-        from meshpilot.cli.main import cli
-
-        result = CliRunner().invoke(cli, list(args), env=self.env, catch_exceptions=False)
-        return CliResult(result.exit_code, result.stdout, result.stderr)
 
     # --- pods ---------------------------------------------------------------------------------
 
