@@ -11,7 +11,13 @@ meshpilot runs with a route (a virtual host and a prefix route, as a VirtualServ
 Istio metrics on (they always are) and access logging off. wrk drives a closed loop (no fixed
 rate), so latencies are service times, not latency from intended send time.
 
-    python benchmarks/proxy_hop.py [--seconds 8] [--connections 16] [--json]
+On a shared machine, ``--rounds N`` takes the throughput runs in turns and reports each target's
+median run; ``--baseline-tree DIR`` adds an older checkout of the proxy to the same run (before /
+after figures under the same load); ``--floor`` adds a bare uvloop TCP relay, the least CPU any
+uvloop-based proxy can spend per request here.
+
+    python benchmarks/proxy_hop.py [--seconds 8] [--connections 16] [--rounds 1] [--json]
+        [--baseline-tree DIR] [--floor]
 """
 
 from __future__ import annotations
@@ -156,6 +162,59 @@ def meshpilot_proxy(port: int, upstream: int, cpu: str, root: Path = ROOT) -> It
         shutil.rmtree(d, ignore_errors=True)
 
 
+def serve_relay(port: int, upstream: int) -> None:
+    """The floor for any uvloop-based proxy: bytes relayed between a client connection and its
+    own upstream connection, no HTTP parsing, no routing, no telemetry."""
+    import asyncio
+
+    import uvloop
+
+    class Up(asyncio.Protocol):
+        def __init__(self, down: Down) -> None:
+            self.down = down
+
+        def data_received(self, data: bytes) -> None:
+            self.down.transport.write(data)
+
+    class Down(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.up: Any = None
+            self.pending: list[bytes] = []
+            self.task = asyncio.get_running_loop().create_task(self.connect())
+
+        async def connect(self) -> None:
+            t, _ = await asyncio.get_running_loop().create_connection(lambda: Up(self), "127.0.0.1", upstream)
+            self.up = t
+            for data in self.pending:
+                t.write(data)
+
+        def data_received(self, data: bytes) -> None:
+            if self.up is None:
+                self.pending.append(data)
+            else:
+                self.up.write(data)
+
+    async def run() -> None:
+        await asyncio.get_running_loop().create_server(Down, "127.0.0.1", port)
+        await asyncio.Event().wait()
+
+    uvloop.run(run())
+
+
+@contextlib.contextmanager
+def relay(port: int, upstream: int, cpu: str) -> Iterator[list[int]]:
+    proc = subprocess.Popen(
+        ["taskset", "-c", cpu, sys.executable, __file__, "--serve-relay", str(port), str(upstream)], cwd=ROOT
+    )
+    try:
+        wait_port(port)
+        yield [proc.pid]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -189,24 +248,31 @@ def wrk(port: int, seconds: int, connections: int, cpu: str) -> dict[str, float]
     }
 
 
-def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[str, Any]:
+def cpu_run(port: int, pids: list[int], seconds: int, connections: int) -> dict[str, Any]:
+    """One throughput run: CPU the proxy used per request completed, split user/system."""
     wrk(port, 1, connections, "1")  # warm-up: pools, caches
     u0, s0 = cpu_seconds(pids)
     load = wrk(port, seconds, connections, "1")
     u1, s1 = cpu_seconds(pids)
     user, system = u1 - u0, s1 - s0
-    lat = wrk(port, max(2, seconds // 2), 1, "1")
-    rss = sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p))
-    if load["errors"] or lat["errors"]:
-        raise RuntimeError(
-            f"port {port}: {load['errors'] + lat['errors']} non-2xx responses; the setup is wrong"
-        )
+    if load["errors"]:
+        raise RuntimeError(f"port {port}: {load['errors']} non-2xx responses; the setup is wrong")
+    n = max(load["requests"], 1)
     return {
         "rps": round(load["rps"]),
         "errors": load["errors"],
-        "cpu_us_per_request": (user + system) * 1e6 / max(load["requests"], 1),
-        "cpu_user_us_per_request": user * 1e6 / max(load["requests"], 1),
-        "cpu_sys_us_per_request": system * 1e6 / max(load["requests"], 1),
+        "cpu_us_per_request": (user + system) * 1e6 / n,
+        "cpu_user_us_per_request": user * 1e6 / n,
+        "cpu_sys_us_per_request": system * 1e6 / n,
+    }
+
+
+def latency_and_rss(port: int, pids: list[int], seconds: int) -> dict[str, Any]:
+    lat = wrk(port, max(2, seconds // 2), 1, "1")
+    if lat["errors"]:
+        raise RuntimeError(f"port {port}: {lat['errors']} non-2xx responses; the setup is wrong")
+    rss = sum(psutil.Process(p).memory_info().rss for p in pids if psutil.pid_exists(p))
+    return {
         "latency_mean_ms": lat["mean_ms"],
         "latency_p50_ms": lat["p50_ms"],
         "latency_p99_ms": lat["p99_ms"],
@@ -214,10 +280,21 @@ def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[
     }
 
 
+def measure(port: int, pids: list[int], seconds: int, connections: int) -> dict[str, Any]:
+    return {**cpu_run(port, pids, seconds, connections), **latency_and_rss(port, pids, seconds)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="throughput runs per target, taken in turns (A B A B ...); the median run is reported,"
+        " which damps bursts of load from other processes on a shared machine",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only-meshpilot", action="store_true", help="skip nginx (for quick profiling rounds)")
     ap.add_argument(
@@ -226,7 +303,16 @@ def main() -> int:
         help="also measure the proxy from another checkout (e.g. `git archive OLD meshpilot | tar -x -C DIR`)"
         " in the same run, as `baseline`",
     )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure a bare uvloop TCP relay (no HTTP): the floor for any uvloop-based proxy",
+    )
+    ap.add_argument("--serve-relay", nargs=2, type=int, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_relay:
+        serve_relay(*args.serve_relay)
+        return 0
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             print(
@@ -248,19 +334,36 @@ def main() -> int:
             with meshpilot_proxy(mp_port, up_port, "0") as pids:
                 print(json.dumps(measure(mp_port, pids, args.seconds, args.connections)))
             return 0
-        with nginx(nginx_port, proxy_body, "0") as pids:
-            results["nginx"] = measure(nginx_port, pids, args.seconds, args.connections)
-        with meshpilot_proxy(mp_port, up_port, "0") as pids:
-            results["meshpilot"] = measure(mp_port, pids, args.seconds, args.connections)
-        if args.baseline_tree is not None:
-            if not (args.baseline_tree / "meshpilot" / "proxy").is_dir():
-                print(f"proxy_hop: {args.baseline_tree}: no meshpilot/proxy there", file=sys.stderr)
-                return 2
-            bl_port = free_port()
-            with meshpilot_proxy(bl_port, up_port, "0", args.baseline_tree.resolve()) as pids:
-                results["baseline"] = measure(bl_port, pids, args.seconds, args.connections)
+        if args.baseline_tree is not None and not (args.baseline_tree / "meshpilot" / "proxy").is_dir():
+            print(f"proxy_hop: {args.baseline_tree}: no meshpilot/proxy there", file=sys.stderr)
+            return 2
+        with contextlib.ExitStack() as stack:
+            # Every target runs for the whole measurement (an idle one costs nothing), so the
+            # rounds can alternate between them.
+            running: dict[str, tuple[int, list[int]]] = {
+                "nginx": (nginx_port, stack.enter_context(nginx(nginx_port, proxy_body, "0"))),
+                "meshpilot": (mp_port, stack.enter_context(meshpilot_proxy(mp_port, up_port, "0"))),
+            }
+            if args.baseline_tree is not None:
+                bl_port = free_port()
+                bl = meshpilot_proxy(bl_port, up_port, "0", args.baseline_tree.resolve())
+                running["baseline"] = (bl_port, stack.enter_context(bl))
+            if args.floor:
+                rl_port = free_port()
+                running["relay"] = (rl_port, stack.enter_context(relay(rl_port, up_port, "0")))
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in running}
+            for _ in range(max(1, args.rounds)):
+                for name, (port, pids) in running.items():
+                    runs[name].append(cpu_run(port, pids, args.seconds, args.connections))
+            for name, (port, pids) in running.items():
+                ordered = sorted(runs[name], key=lambda r: r["cpu_us_per_request"])
+                results[name] = {
+                    **ordered[len(ordered) // 2],
+                    "cpu_us_per_request_runs": [round(r["cpu_us_per_request"], 1) for r in runs[name]],
+                    **latency_and_rss(port, pids, args.seconds),
+                }
     direct = results["direct"]
-    targets = ("nginx", "meshpilot", "baseline") if "baseline" in results else ("nginx", "meshpilot")
+    targets = tuple(t for t in ("nginx", "meshpilot", "baseline", "relay") if t in results)
     for name in targets:
         r = results[name]
         r["added_latency_p50_ms"] = r["latency_p50_ms"] - direct["latency_p50_ms"]
@@ -297,6 +400,9 @@ def main() -> int:
             f"{name:<10} {r['rps']:>8} {cpu:>11} {split:>12} {r['latency_p50_ms']:>7.3f}"
             f" {r['latency_p99_ms']:>7.3f} {added:>8} {r['rss_mib']:>8.1f}"
         )
+    if args.rounds > 1:
+        per_round = ", ".join(f"{name} {results[name]['cpu_us_per_request_runs']}" for name in targets)
+        print(f"CPU µs/request in each round (median reported): {per_round}")
     before, after = results["load_average_before"], results["load_average_after"]
     print(f"load average (1/5/15 min): before {before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f},"
           f" after {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f}")  # fmt: skip
