@@ -186,7 +186,7 @@ def inject(
     clean_labels = {k: v for k, v in labels.items() if k != HASH_LABEL}
     proxy: Obj = {
         "name": PROXY_CONTAINER,
-        "image": "meshpilot/proxy",
+        "image": f"meshpilot/proxy:{__version__}",  # the version, as istio/proxyv2:<tag> carries it
         "command": ["python", "-m", "meshpilot.proxy"],
         "ports": [
             {"name": "http-admin", "containerPort": 15000, "protocol": "TCP"},

@@ -111,6 +111,7 @@ def test_injection_by_namespace_label(env: Any) -> None:
     assert names == ["productcatalog", "istio-proxy"]
     app, proxy = out["spec"]["containers"]
     assert proxy["command"] == ["python", "-m", "meshpilot.proxy"]
+    assert proxy["image"] == f"meshpilot/proxy:{meshpilot.__version__}", "an upgrade check reads the tag"
     assert [p["containerPort"] for p in proxy["ports"]] == [15000, 15001, 15090]
     app_env = env_of(app)
     assert app_env["HTTP_PROXY"] == app_env["http_proxy"] == "http://$(POD_IP):15001"
