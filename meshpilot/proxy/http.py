@@ -458,9 +458,10 @@ def _route_name_for(authority: str) -> str:
     name = _PORT_ROUTE.get(authority)
     if name is None:
         name = authority.rsplit(":", 1)[1] if authority.rfind(":") > authority.rfind("]") else "80"
-        if len(_PORT_ROUTE) >= 4096:
-            _PORT_ROUTE.clear()
-        _PORT_ROUTE[authority] = name
+        if len(authority) <= 256:  # bounded: at most 1024 short keys
+            if len(_PORT_ROUTE) >= 1024:
+                _PORT_ROUTE.clear()
+            _PORT_ROUTE[authority] = name
     return name
 
 

@@ -482,7 +482,10 @@ class CompiledVirtualHost:
     path_only: bool = False
 
 
-_CACHE_MAX: Final = 4096  # remembered (authority, path) decisions per route table
+# Remembered (authority, path) decisions per route table, and the longest key remembered: a
+# client sending endless distinct long paths costs at most ~0.5 MB per table.
+_CACHE_MAX: Final = 1024
+_CACHE_KEY_MAX: Final = 256
 
 
 def _never_view() -> RequestView:
@@ -550,9 +553,10 @@ class RouteTable:
             decision = (vh, next((r for r in vh.routes if r.matches(req)), None))
         else:
             return self.route(view())
-        if len(self.cache) >= _CACHE_MAX:
-            self.cache.clear()
-        self.cache[key] = decision
+        if len(authority) + len(path) <= _CACHE_KEY_MAX:
+            if len(self.cache) >= _CACHE_MAX:
+                self.cache.clear()
+            self.cache[key] = decision
         return decision
 
 
