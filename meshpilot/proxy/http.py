@@ -105,10 +105,41 @@ class FlowControl:
         return bool(self._reasons)
 
 
+class _BatchedConnection(asyncio.Protocol):
+    """What both sides of a proxied exchange share: writes batched while one read is processed.
+
+    Everything one read of the peer produces (a head, body bytes, a chunk terminator) leaves in one
+    send: ``batching`` is set before feeding the parser and ``flush`` ends the batch.
+    """
+
+    __slots__ = ("batching", "closed", "transport", "wbuf")
+
+    batching: bool
+    closed: bool
+    transport: asyncio.Transport | None
+    wbuf: list[bytes]
+
+    def write(self, data: bytes) -> None:
+        if self.batching:
+            self.wbuf.append(data)
+        elif self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """End of a batch: what one read produced goes out in one send."""
+        self.batching = False
+        buf = self.wbuf
+        if buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
+            if self.transport is not None and not self.closed:
+                self.transport.write(data)
+
+
 # --- downstream -------------------------------------------------------------------------------
 
 
-class DownstreamProtocol(asyncio.Protocol):
+class DownstreamProtocol(_BatchedConnection):
     """One client connection to a listener (outbound, inbound, gateway or admin)."""
 
     __slots__ = (
@@ -122,8 +153,6 @@ class DownstreamProtocol(asyncio.Protocol):
         "_timer_when",
         "_url",
         "admin",
-        "batching",
-        "closed",
         "conn_id",
         "current",
         "dirty",
@@ -140,10 +169,8 @@ class DownstreamProtocol(asyncio.Protocol):
         "proxy",
         "remote_addr",
         "remote_ip",
-        "transport",
         "tunnel",
         "tunnel_buffer",
-        "wbuf",
         "write_paused",
     )
 
@@ -343,22 +370,6 @@ class DownstreamProtocol(asyncio.Protocol):
             x.request_end()
 
     # -- writing
-
-    def write(self, data: bytes) -> None:
-        if self.batching:
-            self.wbuf.append(data)
-        elif self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def flush(self) -> None:
-        """End of a batch: what one upstream read produced (head, body, terminator) goes out in one send."""
-        self.batching = False
-        buf = self.wbuf
-        if buf:
-            data = buf[0] if len(buf) == 1 else b"".join(buf)
-            buf.clear()
-            if self.transport is not None and not self.closed:
-                self.transport.write(data)
 
     def exchange_done(self, x: Exchange) -> None:
         """The response of ``x`` is written: close, or move on to the next request on this connection."""
@@ -1188,7 +1199,7 @@ def _split_host_port(authority: str) -> tuple[str, int]:
 # --- upstream ---------------------------------------------------------------------------------
 
 
-class UpstreamProtocol(asyncio.Protocol):
+class UpstreamProtocol(_BatchedConnection):
     """A pooled connection to one endpoint; serves one exchange at a time."""
 
     __slots__ = (
@@ -1196,17 +1207,13 @@ class UpstreamProtocol(asyncio.Protocol):
         "_reset_parser",
         "_skip",
         "_status",
-        "batching",
-        "closed",
         "exchange",
         "flow",
         "idle_since",
         "local_addr",
         "parser",
         "pool",
-        "transport",
         "tunnel",
-        "wbuf",
     )
 
     def __init__(self, pool: Pool) -> None:
@@ -1272,21 +1279,6 @@ class UpstreamProtocol(asyncio.Protocol):
     def flow_resume(self, reason: str) -> None:
         if self.flow is not None:
             self.flow.resume(reason)
-
-    def write(self, data: bytes) -> None:
-        if self.batching:
-            self.wbuf.append(data)
-        elif self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def flush(self) -> None:
-        self.batching = False
-        buf = self.wbuf
-        if buf:
-            data = buf[0] if len(buf) == 1 else b"".join(buf)
-            buf.clear()
-            if self.transport is not None and not self.closed:
-                self.transport.write(data)
 
     def close(self) -> None:
         self.flush()
