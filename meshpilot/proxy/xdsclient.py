@@ -64,7 +64,9 @@ class XdsClient:
             try:
                 await self._session()
                 delay = self.backoff[0]
-            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            # EOFError: the control plane closed the stream; ValueError: a line that is not JSON or
+            # longer than the limit (stream.MessageTooLarge). Either way: reconnect, keep serving.
+            except (OSError, EOFError, ValueError) as e:
                 log.warning(
                     "xDS stream to %s:%d: %s; keeping the last configuration", self.host, self.port, e
                 )
@@ -99,11 +101,7 @@ class XdsClient:
                 writer.write(stream.encode(req))
             await writer.drain()
             while True:
-                line = await reader.readline()
-                if not line:
-                    raise ConnectionResetError("control plane closed the stream")
-                msg = stream.decode(line)
-                await self.handle(msg)
+                await self.handle(await stream.read_message(reader))
         finally:
             self.writer = None
             writer.close()
