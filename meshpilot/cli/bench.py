@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sys
 from typing import Any, TextIO
 
@@ -84,6 +85,14 @@ def bench() -> None:
 )
 @click.option("--workers", type=int, default=None, help="Worker processes [default: number of cores].")
 @click.option(
+    "--proxy",
+    "proxy",
+    default="",
+    metavar="HOST:PORT",
+    help="Send through this HTTP proxy in absolute form, as an app behind $HTTP_PROXY does; with a "
+    "sidecar's outbound listener (POD_IP:15001) service names resolve as inside the mesh.",
+)
+@click.option(
     "--stage", "stages", multiple=True, help="k6-style stage DURATION:TARGET_RPS, repeatable (e.g. 30s:100)."
 )
 @click.option(
@@ -114,6 +123,7 @@ def load(
     abort_on: int,
     allow_initial_errors: bool,
     workers: int | None,
+    proxy: str,
     stages: tuple[str, ...],
     thresholds: tuple[str, ...],
     progress: bool | None,
@@ -160,9 +170,11 @@ def load(
             labels=labels,
             allow_initial_errors=allow_initial_errors,
             warmup=exactly == 0,  # as Fortio: no warmup calls when an exact count is asked for
+            proxy=proxy,
         )
     except loadgen.LoadError as exc:
         raise click.ClickException(str(exc)) from None
+    _check_resolves(opts.host, opts.port, via_proxy=bool(proxy))
     if workers is not None and workers < 1:
         raise click.ClickException("--workers must be >= 1")
 
@@ -209,6 +221,24 @@ def load(
             out.write(f"Successfully wrote {len(doc)} bytes of Json data to {json_file}\n")
     if verdicts and not all(v.ok for v in verdicts):
         sys.exit(EXIT_THRESHOLDS_FAILED)
+
+
+def _check_resolves(host: str, port: int, *, via_proxy: bool) -> None:
+    """Fail before the run, with the way in, when the target's name means nothing on this machine.
+
+    The reference text's ``fortio load http://productcatalog/products`` runs inside the cluster,
+    where DNS knows the Service; from the host, a local cluster's Services are reached by ClusterIP
+    or by name through a sidecar, and the error should say so rather than show a resolver errno."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        if via_proxy:
+            raise click.ClickException(f"--proxy: cannot resolve {host!r}") from None
+        raise click.ClickException(
+            f"cannot resolve {host!r} on this machine; to reach a Service of the local cluster use "
+            f"its ClusterIP (meshpilot get svc NAME -n NAMESPACE -o jsonpath='{{.spec.clusterIP}}') "
+            f"or its name through a sidecar (--proxy POD_IP:15001)"
+        ) from None
 
 
 def _run_with_progress(opts: Any, planned: float, started: Any) -> Any:
