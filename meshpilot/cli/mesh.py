@@ -484,6 +484,8 @@ def _dump(output: str, value: Any) -> None:
 @click.option("--fqdn", default=None, help="clusters/endpoints of this service FQDN only")
 @click.option("--port", default=None, type=int, help="clusters of this port only")
 @click.option("--direction", type=click.Choice(["inbound", "outbound"]), default=None)
+@click.option("--cluster", "cluster_name", default=None, help="endpoints of this cluster name only")
+@click.option("--name", "route_name", default=None, help="routes of this route table name only")
 @click.option("--context", "context", default=None, metavar="NAME", help="kubeconfig context")
 @click.pass_context
 @reports_errors
@@ -496,6 +498,8 @@ def proxy_config(
     fqdn: str | None,
     port: int | None,
     direction: str | None,
+    cluster_name: str | None,
+    route_name: str | None,
     context: str | None,
 ) -> None:
     """A sidecar's configuration, as istioctl proxy-config shows it (POD[.NAMESPACE])."""
@@ -522,9 +526,15 @@ def proxy_config(
     loads = endpoints_of(dump)
     if fqdn:
         loads = [x for x in loads if str(x.get("cluster_name", "")).endswith(f"|{fqdn}")]
+    if cluster_name:
+        loads = [x for x in loads if x.get("cluster_name") == cluster_name]
+    if route_name and what == "route":  # listener rows still need every route table
+        routes = [r for r in routes if r.get("name") == route_name]
 
     if what == "bootstrap":
-        _dump(output if output != "short" else "json", section(dump, BOOTSTRAP_DUMP).get("bootstrap", {}))
+        # istioctl prints the whole BootstrapConfigDump, so scripts read `.bootstrap.<field>`
+        boot = {k: v for k, v in section(dump, BOOTSTRAP_DUMP).items() if k != "@type"}
+        _dump(output if output != "short" else "json", boot or {"bootstrap": {}})
         return
     if output != "short":
         value: Any = {
@@ -548,5 +558,7 @@ def proxy_config(
         rows = endpoint_rows(status, loads)
         if fqdn:
             rows = [r for r in rows if r[3].endswith(f"|{fqdn}")]
+        if cluster_name:
+            rows = [r for r in rows if r[3] == cluster_name]
         blocks.append(format_table(ENDPOINT_HEADERS, rows))
     click.echo("\n\n".join(blocks))
