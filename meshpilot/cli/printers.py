@@ -442,8 +442,23 @@ def table(
 # --- serialisations ----------------------------------------------------------------------------
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks (``mesh: |``), as kubectl prints them: a ConfigMap's
+    embedded YAML (the istio ConfigMap's ``mesh``) stays readable and copy-pastable."""
+
+
+def _str_block(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML falls back to a quoted style by itself when a block cannot hold the text exactly; text
+    # ending in blank lines stays quoted (a "keep" block would end the document with "...")
+    style = "|" if "\n" in value and not value.endswith("\n\n") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)
+
+
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def to_json(data: Any) -> str:
