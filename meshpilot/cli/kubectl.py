@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -937,7 +937,16 @@ def memory_bytes(quantity: str) -> int:
     return int(float(q))
 
 
-@click.group(cls=Group)
+class _TopGroup(Group):
+    """kubectl takes ``top pod``, ``top po`` and ``top pods`` alike; scripts use all three."""
+
+    _ALIASES: ClassVar[dict[str, str]] = {"pod": "pods", "po": "pods"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self._ALIASES.get(cmd_name, cmd_name))
+
+
+@click.group(cls=_TopGroup)
 def top() -> None:
     """Show CPU and memory use of pods, measured by the cluster's runtime."""
 
