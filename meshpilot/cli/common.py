@@ -40,7 +40,9 @@ def _one_line_usage(exc: click.UsageError, ctx_name: str) -> click.ClickExceptio
     if type(exc).__name__ == "NoArgsIsHelpError":
         return exc  # a bare group name: show its help, as click does
     hint = f" See 'meshpilot {ctx_name} --help'." if ctx_name else " See 'meshpilot --help'."
-    return CliError(exc.format_message().rstrip(".") + "." + hint)
+    message = exc.format_message().rstrip(".")
+    # click's suggestion ("Did you mean 'pods'?") already ends the sentence
+    return CliError(message + ("" if message.endswith("?") else ".") + hint)
 
 
 class _OneLineUsage(click.Command):
