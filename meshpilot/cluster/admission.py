@@ -47,9 +47,28 @@ def admit(
     """Return the object to store (possibly mutated) or raise ``AdmissionError``."""
     if key == SERVICES:
         return _admit_service(store, info, obj, operation, old)
+    if key == NAMESPACES:
+        return _admit_namespace(obj)
     if key == PODS and operation == "CREATE":
         return _admit_pod(store, info, obj)
     return obj
+
+
+# ---------------------------------------------------------------- Namespaces
+
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _admit_namespace(obj: Obj) -> Obj:
+    """Every namespace carries ``kubernetes.io/metadata.name=<name>`` (the API server has set it on
+    create and update since Kubernetes 1.21), so selectors such as a namespaceSelector or
+    ``get ns -l kubernetes.io/metadata.name=production`` can pick a namespace by name."""
+    name = (obj.get("metadata") or {}).get("name")
+    if not name or labels_of(obj).get(NAME_LABEL) == name:
+        return obj
+    out = copy.deepcopy(obj)
+    out["metadata"].setdefault("labels", {})[NAME_LABEL] = name
+    return out
 
 
 # ---------------------------------------------------------------- Services
