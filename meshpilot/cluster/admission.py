@@ -17,6 +17,7 @@ import time
 from typing import Any, Literal
 
 from meshpilot.cluster import injection, ipam
+from meshpilot.cluster.events import NODE_NAME
 from meshpilot.cluster.objects import DEPLOYMENTS, NAMESPACES, PODS, SERVICES, Obj, labels_of, namespace_of
 from meshpilot.cluster.state import ClusterInfo
 from meshpilot.store import NotFound, ResourceKey, Store
@@ -160,6 +161,9 @@ def _admit_pod(store: Store, info: ClusterInfo, obj: Obj) -> Obj:
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
+    # the cluster has one node, so binding happens here: `get pods -o wide` shows NODE and
+    # `--field-selector spec.nodeName=meshpilot` selects, as after kube-scheduler's binding
+    spec.setdefault("nodeName", NODE_NAME)
     if not spec.get("serviceAccountName"):
         spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
     for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
