@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "describe": "meshpilot.cli.kubectl:describe",
     "delete": "meshpilot.cli.kubectl:delete",
     "logs": "meshpilot.cli.kubectl:logs",
+    "exec": "meshpilot.cli.podexec:exec_",
     "rollout": "meshpilot.cli.kubectl:rollout",
     "scale": "meshpilot.cli.kubectl:scale",
     "label": "meshpilot.cli.kubectl:label",

@@ -55,3 +55,41 @@ def test_bench_load_reaches_a_service_by_short_name_through_a_sidecar(mesh: Mesh
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["RetCodes"] == {"200": 20}, result.stderr
+
+
+def test_exec_runs_with_the_containers_environment_through_its_sidecar(mesh: Mesh) -> None:
+    # 5.1 step 2: kubectl exec -it client-pod -- curl http://service-name:8080/health
+    pod = mesh.frontend
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    script = (
+        "import os, urllib.request as u; r = u.urlopen('http://productcatalog.production/health');"
+        " print(os.environ['POD_NAME'], os.environ['HTTP_PROXY'], r.status, r.headers['x-envoy-upstream-service-time'] is not None)"
+    )
+    result = mesh.cli_subprocess(
+        "exec", "-it", name, "-n", "frontend", "--", "python", "-c", script, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [name, f"http://{ip}:15001", "200", "True"]  # through the sidecar
+    assert result.stderr == 'Defaulted container "frontend" out of: frontend, istio-proxy\n'
+
+    same = mesh.cli_subprocess("exec", f"{name}", "-n", "frontend", "-c", "istio-proxy", "--", "python", "-c",
+                               "import os; print(os.environ['INSTANCE_IP'])")  # fmt: skip
+    assert same.returncode == 0 and same.stdout.strip() == ip and same.stderr == "", same.stderr
+
+
+def test_exec_reports_the_commands_exit_code_and_bad_targets_in_one_line(mesh: Mesh) -> None:
+    name = mesh.frontend["metadata"]["name"]
+    failed = mesh.cli_subprocess(
+        "exec", name, "-n", "frontend", "-c", "frontend", "--", "python", "-c", "raise SystemExit(3)"
+    )
+    assert failed.returncode == 3
+    assert failed.stderr == "command terminated with exit code 3\n"
+    for args, message in (
+        (["-c", "nosuch", "--", "true"], f"error: container nosuch is not valid for pod {name}; choose one of: [frontend istio-proxy]"),
+        (["-c", "frontend", "--", "no-such-binary-here"], 'error: exec: "no-such-binary-here": executable file not found in $PATH'),
+    ):  # fmt: skip
+        result = mesh.cli_subprocess("exec", name, "-n", "frontend", *args)
+        assert result.returncode == 1 and result.stderr == message + "\n", result.stderr
+    missing = mesh.cli_subprocess("exec", "no-such-pod", "-n", "frontend", "--", "true")
+    assert missing.returncode == 1
+    assert missing.stderr == 'Error from server (NotFound): pods "no-such-pod" not found\n'
