@@ -366,7 +366,10 @@ class _Builder:
                         "endpoints": [{"lb_endpoints": self._endpoints(service, sp.port, labels)}],
                     }
                     if cluster["type"] != "EDS":
+                        # inline only, as Istio does: EDS carries IP endpoints, and a proxy (Envoy's
+                        # or ours) rejects a DNS name there, NACKing every endpoint of the mesh
                         cluster["load_assignment"] = load
+                        continue
                     loads.append(load)
         return clusters, loads
 
