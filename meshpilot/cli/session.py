@@ -171,5 +171,11 @@ def open_session(ctx: click.Context, context: str | None, namespace: str | None)
         client = Client.from_kubeconfig(context_name(ctx, context))
     except KubeconfigError as exc:
         raise CliError(str(exc)) from None
+    # as kubectl: what the server warns about (e.g. config stored but not enforced) goes to stderr
+    client.on_warning = _print_warning
     ctx.call_on_close(client.close)
     return Session(client, namespace)
+
+
+def _print_warning(text: str) -> None:
+    click.echo(f"Warning: {text}", err=True)

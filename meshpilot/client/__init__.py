@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import ssl
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -33,6 +35,7 @@ __all__ = [
     "KubeconfigError",
     "ObjectList",
     "Resource",
+    "parse_warning",
 ]
 
 Obj = dict[str, Any]
@@ -167,6 +170,22 @@ class _Request:
         return out
 
 
+_WARNING = re.compile(r'\s*(\d{3})\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+_log = logging.getLogger("meshpilot.client")
+
+
+def parse_warning(value: str) -> str | None:
+    """The text of one ``Warning`` header (RFC 7234: ``299 - "text"``); None when it is not code 299.
+
+    Code 299 is what kube-apiserver uses for everything it warns about (deprecations, admission,
+    and here: config stored but not enforced by the local mesh), and all kubectl shows.
+    """
+    match = _WARNING.match(value)
+    if match is None or match.group(1) != "299":
+        return None
+    return re.sub(r"\\(.)", r"\1", match.group(2))
+
+
 def _raise_for(response: httpx.Response) -> None:
     """An error status becomes ``ApiError`` with the server's ``Status`` (or the body's text)."""
     if response.status_code < 400:
@@ -260,6 +279,19 @@ class _Base:
         self.server = server.rstrip("/")
         self.token = token
         self.namespace = namespace
+        #: Called with each warning the server sends (kubectl prints them as ``Warning: <text>``);
+        #: None logs them on the ``meshpilot.client`` logger, as client-go's default handler does.
+        self.on_warning: Callable[[str], None] | None = None
+
+    def _warn(self, response: httpx.Response) -> None:
+        for value in response.headers.get_list("warning"):
+            text = parse_warning(value)
+            if text is None:
+                continue
+            if self.on_warning is None:
+                _log.warning("%s", text)
+            else:
+                self.on_warning(text)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.server} namespace={self.namespace}>"
@@ -433,6 +465,7 @@ class Client(_Base):
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(self.server, exc) from None
+        self._warn(response)
         _raise_for(response)
         return response
 
@@ -628,6 +661,7 @@ class AsyncClient(_Base):
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(self.server, exc) from None
+        self._warn(response)
         _raise_for(response)
         return response
 

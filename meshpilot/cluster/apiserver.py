@@ -30,6 +30,7 @@ import yaml
 from aiohttp import web
 
 from meshpilot.api import registry
+from meshpilot.api.enforcement import not_enforced
 from meshpilot.api.errors import InvalidObject, NotServed
 from meshpilot.cluster import admission, apitables, eviction, namespaces
 from meshpilot.cluster.objects import rfc3339 as rfc3339_now
@@ -119,6 +120,23 @@ def json_response(body: Any, status: int = 200) -> web.Response:
         status=status,
         headers={"Content-Type": "application/json"},
     )
+
+
+def warning_value(text: str) -> str:
+    """A ``Warning`` header value as kube-apiserver writes it (code 299, agent ``-``, quoted text)."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '299 - "' + printable.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def with_warnings(response: web.Response, *objects: Obj) -> web.Response:
+    """Tell the client what it just stored that the local mesh does not act on (``meshpilot.api.enforcement``).
+
+    kubectl, client-go and ``meshpilot.client`` print these headers, as they do for deprecations.
+    """
+    for obj in objects:
+        for text in not_enforced(obj):
+            response.headers.add("Warning", warning_value(text))
+    return response
 
 
 def status_response(failure: ApiFailure) -> web.Response:
@@ -683,7 +701,9 @@ class ApiServer:
     async def _create(self, request: web.Request, target: Target) -> web.StreamResponse:
         obj = self._check_body(await self._body(request), target)
         created = self._do_create(target.info, obj, dry_run=bool(request.query.get("dryRun")))
-        return json_response(present(created, target.info, target.version), status=201)
+        return with_warnings(
+            json_response(present(created, target.info, target.version), status=201), created
+        )
 
     async def _replace(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None
@@ -693,7 +713,7 @@ class ApiServer:
             updated = self._do_update(
                 target.info, obj, target.subresource, old, dry_run=bool(request.query.get("dryRun"))
             )
-        return json_response(present(updated, target.info, target.version))
+        return self._updated(target, updated)
 
     async def _patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None
@@ -726,7 +746,12 @@ class ApiServer:
             )
             patched["metadata"]["resourceVersion"] = wanted_rv or old["metadata"]["resourceVersion"]
             updated = self._do_update(target.info, patched, target.subresource, old, dry_run=dry_run)
-        return json_response(present(updated, target.info, target.version))
+        return self._updated(target, updated)
+
+    def _updated(self, target: Target, updated: Obj) -> web.Response:
+        """The answer to an update; a status-only write draws no warnings (controllers write status)."""
+        response = json_response(present(updated, target.info, target.version))
+        return response if target.subresource else with_warnings(response, updated)
 
     async def _server_side_apply(self, body: Any, target: Target, *, dry_run: bool) -> web.StreamResponse:
         """``application/apply-patch+yaml``: create when absent, else merge the applied fields in."""
@@ -737,7 +762,9 @@ class ApiServer:
                 old = self.store.get(target.key, target.namespace, target.name)
             except NotFound:
                 created = self._do_create(target.info, obj, dry_run=dry_run)
-                return json_response(present(created, target.info, target.version), status=201)
+                return with_warnings(
+                    json_response(present(created, target.info, target.version), status=201), created
+                )
             applied = copy.deepcopy(obj)
             applied.get("metadata", {}).pop("resourceVersion", None)
             if target.subresource == "status":
@@ -746,7 +773,7 @@ class ApiServer:
                 applied.pop("status", None)
                 patched = merge_patch(old, applied)
             updated = self._do_update(target.info, patched, target.subresource, old, dry_run=dry_run)
-        return json_response(present(updated, target.info, target.version))
+        return self._updated(target, updated)
 
     def _delete_options(self, request: web.Request, body: Any) -> tuple[int | None, str | None, str | None]:
         options = body if isinstance(body, dict) else {}
@@ -1078,8 +1105,15 @@ class ApiServer:
                     raise _DryRunDone
         except _DryRunDone:
             pass
-        return json_response(
-            {"kind": "ApplyResult", "apiVersion": f"{MESHPILOT_GROUP}/{MESHPILOT_VERSION}", "items": results}
+        return with_warnings(
+            json_response(
+                {
+                    "kind": "ApplyResult",
+                    "apiVersion": f"{MESHPILOT_GROUP}/{MESHPILOT_VERSION}",
+                    "items": results,
+                }
+            ),
+            *(result["object"] for result in results),
         )
 
     def _apply_one(self, info: KindInfo, obj: Obj) -> Obj:
