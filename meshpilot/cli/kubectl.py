@@ -648,20 +648,48 @@ def rollout() -> None:
     """Manage the rollout of a Deployment: restart, status, undo, history."""
 
 
+def rollout_refs(session: Session, args: Sequence[str], selector: str | None) -> list[Ref] | None:
+    """The Deployments a rollout verb acts on: named ones, or, as kubectl, every one of the namespace
+    (``rollout restart deployment -n NS``, optionally ``-l SELECTOR``). None when a bare type found
+    nothing (kubectl's ``No resources found in NS namespace.`` has been printed, exit 0)."""
+    if len(args) == 1 and "/" not in args[0]:
+        info = resolve_kind(args[0])
+        if info.kind != "Deployment":
+            fail(f"{info.kind} is not supported here: only deployments")
+        found = session.list(info, session.namespace, selector)
+        if not found:
+            click.echo(f"No resources found in {session.namespace} namespace.", err=True)
+            return None
+        return [Ref(info, obj["metadata"]["name"]) for obj in found]
+    if selector:
+        fail("name cannot be provided when a selector is specified")
+    refs = refs_from_args(args)
+    for ref in refs:
+        if ref.info.kind != "Deployment":
+            fail(f"{ref.info.kind} is not supported here: only deployments")
+    return refs
+
+
 @rollout.command("restart")
 @click.argument("args", nargs=-1, required=True)
+@click.option(
+    "-l", "--selector", default=None, help="restart only the Deployments matching this label selector"
+)
 @namespace_options
 @context_option
 @click.pass_context
 @reports_errors
 def rollout_restart(
-    ctx: click.Context, args: tuple[str, ...], namespace: str | None, context: str | None
+    ctx: click.Context,
+    args: tuple[str, ...],
+    selector: str | None,
+    namespace: str | None,
+    context: str | None,
 ) -> None:
-    """Replace every pod of a Deployment with a rolling update (the pod template changes)."""
+    """Replace every pod of a Deployment with a rolling update (the pod template changes); a bare
+    ``deployment`` restarts every Deployment of the namespace, as kubectl does."""
     session = open_session(ctx, context, namespace)
-    for ref in refs_from_args(args):
-        if ref.info.kind != "Deployment":
-            fail(f"restarting is not supported for {ref.info.kind}")
+    for ref in rollout_refs(session, args, selector) or []:
         session.patch(ref.info, ref.name, session.namespace, rollout_logic.restart_patch(_now()))
         click.echo(f"{ref.display} restarted")
 
@@ -672,6 +700,7 @@ def rollout_restart(
 @click.option(
     "-w", "--watch/--no-watch", default=True, show_default=True, help="wait for the rollout to finish"
 )
+@click.option("-l", "--selector", default=None, help="only the Deployments matching this label selector")
 @namespace_options
 @context_option
 @click.pass_context
@@ -681,13 +710,19 @@ def rollout_status(
     args: tuple[str, ...],
     timeout: str,
     watch: bool,
+    selector: str | None,
     namespace: str | None,
     context: str | None,
 ) -> None:
-    """Wait until a Deployment's rollout has finished, printing progress as kubectl does."""
-    ref = deployment_ref(args)
+    """Wait until a Deployment's rollout has finished, printing progress as kubectl does; a bare
+    ``deployment`` waits for every Deployment of the namespace in turn (kubectl >= 1.26)."""
     limit = parse_timeout(timeout)
     session = open_session(ctx, context, namespace)
+    for ref in rollout_refs(session, args, selector) or []:
+        _wait_for_rollout(session, ref, limit, watch)
+
+
+def _wait_for_rollout(session: Session, ref: Ref, limit: float, watch: bool) -> None:
     deadline = time.monotonic() + limit if limit > 0 else None
     last = ""
     while True:
