@@ -40,7 +40,15 @@ from meshpilot.proxy.http import (
     encode_peer_metadata,
 )
 from meshpilot.proxy.router import ConfigError
-from meshpilot.proxy.stats import Counters, IstioMetrics, PeerKey, SeriesTable, peer_key, workload_view
+from meshpilot.proxy.stats import (
+    Counters,
+    IstioMetrics,
+    PeerKey,
+    SeriesTable,
+    peer_key,
+    stats_config,
+    workload_view,
+)
 from meshpilot.tasks import spawn
 from meshpilot.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_NAMES
 
@@ -428,6 +436,7 @@ class Proxy:
                             "metadata": self.identity.metadata,
                         },
                         "admin": {"bound_listeners": self.bound},
+                        "stats_config": stats_config(),
                     },
                 },
                 {

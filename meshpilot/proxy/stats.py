@@ -193,15 +193,15 @@ class IstioMetrics:
         yield "# TYPE istio_requests_total counter\n"
         for lab, (_, s) in zip(labels, items, strict=True):
             yield f"istio_requests_total{{{lab}}} {s.count}\n"
-        for name, help_, bounds, attr in (
+        for (name, bounds), help_, attr in zip(
+            HISTOGRAMS,
             (
-                "istio_request_duration_milliseconds",
                 "Request duration in milliseconds.",
-                DURATION_BUCKETS,
-                "dur",
+                "Request body size in bytes.",
+                "Response body size in bytes.",
             ),
-            ("istio_request_bytes", "Request body size in bytes.", BYTES_BUCKETS, "req"),
-            ("istio_response_bytes", "Response body size in bytes.", BYTES_BUCKETS, "resp"),
+            ("dur", "req", "resp"),
+            strict=True,
         ):
             yield f"# HELP {name} {help_}\n# TYPE {name} histogram\n"
             for lab, (_, s) in zip(labels, items, strict=True):
@@ -220,6 +220,32 @@ class IstioMetrics:
         for (peer, code, _, _), s in self._series.items():
             out[(peer[0], code)] += s.count
         return dict(out)
+
+
+# The histograms this proxy exports and their boundaries, in exposition order.
+HISTOGRAMS: Final = (
+    ("istio_request_duration_milliseconds", DURATION_BUCKETS),
+    ("istio_request_bytes", BYTES_BUCKETS),
+    ("istio_response_bytes", BYTES_BUCKETS),
+)
+
+
+def stats_config() -> dict[str, Any]:
+    """The bootstrap's ``stats_config`` (Envoy's StatsConfig) as this proxy really behaves.
+
+    The labels of the Istio metrics are kept natively (no tag extraction from flattened names), so
+    each ``stats_tags`` entry names a label that ``istio_requests_total`` and the three histograms
+    carry, and Envoy's default tags are not used. ``histogram_bucket_settings`` gives each
+    histogram's boundaries. There is no ``stats_matcher``: every stat is kept, and the mesh
+    config's ``proxyStatsMatcher`` is not applied (``meshpilot.api.enforcement`` warns about it).
+    """
+    return {
+        "stats_tags": [{"tag_name": name} for name in (*PEER_LABELS, *REQUEST_LABELS)],
+        "use_all_default_tags": False,
+        "histogram_bucket_settings": [
+            {"match": {"exact": name}, "buckets": list(bounds)} for name, bounds in HISTOGRAMS
+        ],
+    }
 
 
 def _escape(v: str) -> str:

@@ -601,6 +601,33 @@ def test_streaming_200mb_both_ways_with_bounded_proxy_memory(src):
     assert grew < 40, f"proxy RSS grew by {grew:.1f} MiB"
 
 
+def test_bootstrap_stats_config_describes_the_metrics_really_exported(src, client):
+    """The reference text's ``proxy-config bootstrap POD -o json | jq .stats_config`` step: what
+    the dump says is what /stats/prometheus serves (tags = labels, buckets = ``le`` values)."""
+    assert client.get("http://svc/hello").status_code == 200
+    bootstrap = src.get("/config_dump").json()["configs"][0]["bootstrap"]
+    config = bootstrap["stats_config"]
+    assert config["use_all_default_tags"] is False
+    assert "stats_matcher" not in config  # proxyStatsMatcher is not applied: every stat is kept
+    families = {f.name: f for f in text_string_to_metric_families(src.get("/stats/prometheus").text)}
+    (sample, *_) = families["istio_requests"].samples
+    assert [t["tag_name"] for t in config["stats_tags"]] == list(sample.labels)
+    for setting in config["histogram_bucket_settings"]:
+        name = setting["match"]["exact"]
+        bounds = [
+            float(s.labels["le"])
+            for s in families[name].samples
+            if s.name == f"{name}_bucket" and s.labels["le"] != "+Inf"
+        ]
+        assert bounds[: len(setting["buckets"])] == [float(b) for b in setting["buckets"]]
+        assert len(bounds) % len(setting["buckets"]) == 0  # the same boundaries for every series
+    assert {s["match"]["exact"] for s in config["histogram_bucket_settings"]} == {
+        "istio_request_duration_milliseconds",
+        "istio_request_bytes",
+        "istio_response_bytes",
+    }
+
+
 def test_admin_endpoints(src):
     dump = src.get("/config_dump").json()
     types = [c["@type"].rsplit(".", 1)[1] for c in dump["configs"]]
