@@ -163,7 +163,8 @@ def validate_listener(li: Listener) -> ListenerConfig:
         raise ConfigError("Listener: a name is required")
     w = f"listener {li['name']!r}"
     try:
-        ipaddress.ip_address(li.get("address", ""))
+        # a string only: ip_address(5) would accept an integer, which then cannot be bound
+        ipaddress.ip_address(li["address"] if isinstance(li.get("address"), str) else "")
     except ValueError:
         raise ConfigError(f"{w}.address: {li.get('address')!r} is not an IP address") from None
     port = _port(li.get("port"), f"{w}.port", allow_zero=True)
@@ -235,7 +236,22 @@ class Snapshot:
 
     @classmethod
     def build(cls, resources: dict[str, list[Any]], versions: dict[str, str]) -> Snapshot:
-        """Validate and compile every resource type; raise ``ConfigError`` on the first problem."""
+        """Validate and compile every resource type; raise ``ConfigError`` on the first problem.
+
+        The validators check the fields they know to be wrong; a field of an unexpected JSON type
+        that slips past them (an object where a list belongs, a string for an object) would raise a
+        TypeError or AttributeError from deep in the compiler. Pushed config is untrusted input, so
+        that too is a ``ConfigError``: the xDS client NACKs it instead of its stream task dying.
+        """
+        try:
+            return cls._build(resources, versions)
+        except ConfigError:
+            raise
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            raise ConfigError(f"malformed resource: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _build(cls, resources: dict[str, list[Any]], versions: dict[str, str]) -> Snapshot:
         snap = cls(resources=resources, versions=versions)
         raw_clusters = resources.get(CLUSTER_TYPE, [])
         assignments: dict[str, ClusterLoadAssignment] = {}

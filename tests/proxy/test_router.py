@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshpilot.proxy.config import Snapshot
 from meshpilot.proxy.router import (
     ConfigError,
     HeaderOps,
@@ -16,6 +17,7 @@ from meshpilot.proxy.router import (
     compile_route_config,
     redirect_location,
 )
+from meshpilot.xds.types import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE
 
 
 def req(
@@ -360,3 +362,36 @@ def test_weighted_targets_carry_their_precomputed_edits():
     assert b.merged_response_ops == HeaderOps(frozenset({b"x-secret"}), ())
     plain = table(vh("svc", ["svc"], [to("c")])).route(req())[1].targets[0]
     assert plain.request_chain == () and plain.merged_response_ops is None
+
+
+_ROUTE = {"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": []}]}
+
+
+def _with_route(**route: object) -> dict[str, object]:
+    r = {"match": {"prefix": "/"}, "route": {"cluster": "a"}, **route}
+    return {ROUTE_TYPE: [{**_ROUTE, "virtual_hosts": [{**_ROUTE["virtual_hosts"][0], "routes": [r]}]}]}
+
+
+def _listener(**extra: object) -> dict[str, object]:
+    li = {"name": "l", "address": "127.0.0.1", "port": 0, "traffic_direction": "OUTBOUND", **extra}
+    return {LISTENER_TYPE: [li]}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {CLUSTER_TYPE: [{"name": "a", "type": "EDS", "metadata": {"istio": "x"}}]},
+        {CLUSTER_TYPE: [{"name": "a", "type": "EDS", "metadata": {"istio": {"services": ["x"]}}}]},
+        {CLUSTER_TYPE: [{"name": "a", "type": "EDS", "lb_policy": []}]},
+        _listener(access_log=3),
+        _listener(access_log=[{"path": "-", "format": 3}]),
+        _listener(address=5),
+        _with_route(route={"cluster": "a", "retry_policy": 3}),
+        _with_route(route={"cluster": "a", "hash_policy": [{"header": "x-user"}]}),
+    ],
+)
+def test_a_field_of_the_wrong_json_type_is_a_config_error(resources):
+    """Pushed config is untrusted: whatever its shape, compiling it fails with ConfigError (which
+    the xDS client NACKs), never another exception that would end the proxy's xDS task."""
+    with pytest.raises(ConfigError):
+        Snapshot.build(resources, {})

@@ -176,6 +176,11 @@ def test_ack_nack_live_listeners_and_control_plane_restart(ups):
         rds = next(c for c in dump["configs"] if c["@type"].endswith("RoutesConfigDump"))
         assert rds["dynamic_route_configs"][0]["version_info"] == "v1"
 
+        # A field of the wrong JSON type is a NACK as well, and the stream stays up for what follows.
+        bad = {**static_cluster("a", [(a.host, a.port)]), "metadata": {"istio": "not-an-object"}}
+        nack = cp.wait(nack_of(cp.push(CLUSTER_TYPE, "v-bad", [bad])))
+        assert nack["version_info"] == "v1" and "malformed resource" in nack["error_detail"]["message"]
+
         # A listener that cannot bind is a NACK too (the port is taken by a foreign socket).
         taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
