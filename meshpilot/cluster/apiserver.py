@@ -992,7 +992,9 @@ class ApiServer:
         pod = self.store.get(target.key, target.namespace, target.name)
         path = self._log_path(pod, request.query.get("container") or None)
         if request.query.get("previous") in ("true", "1"):
-            path = path.with_name(path.stem + ".previous.log")
+            from meshpilot.cluster.runtime import previous_log_path
+
+            path = previous_log_path(path)
             if not path.exists():
                 raise bad_request(f"previous terminated container in pod {target.name!r} not found")
         follow = request.query.get("follow") in ("true", "1")

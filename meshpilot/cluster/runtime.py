@@ -382,6 +382,11 @@ class Proc:
         return cpu, rss
 
 
+def previous_log_path(log_path: Path) -> Path:
+    """Where a restarted container's last instance's log goes (``kubectl logs --previous`` reads it)."""
+    return log_path.with_name(log_path.stem + ".previous.log")
+
+
 def read_pid_file(path: Path) -> Proc | None:
     try:
         pid_text, start_text = path.read_text().split()[:2]
@@ -653,14 +658,17 @@ class PodWorker:
         cwd = container.get("workingDir")
         if cwd and not os.path.isabs(cwd):
             cwd = str(self.dir / cwd)
+        log_path = self.dir / f"{run.name}.log"
         if run.ever_started:
             run.restart_count += 1
+            # the kubelet keeps one instance back: ``logs`` shows the current one, ``--previous``
+            # the one before; this also keeps a crash loop from growing one log without end
+            with contextlib.suppress(FileNotFoundError):
+                log_path.replace(previous_log_path(log_path))
         run.ever_started = True
         run.env = env
         try:
-            run.proc = spawn_process(
-                argv, env=env, cwd=cwd, log_path=self.dir / f"{run.name}.log", pid_path=self._pid_path(run)
-            )
+            run.proc = spawn_process(argv, env=env, cwd=cwd, log_path=log_path, pid_path=self._pid_path(run))
         except OSError as exc:
             run.proc = None
             stamp = rfc3339()
@@ -1269,6 +1277,7 @@ __all__ = [
     "expand",
     "pod_ip_reachable",
     "pod_metrics",
+    "previous_log_path",
     "resolve_argv",
     "resolve_port",
     "service_env",

@@ -312,6 +312,27 @@ async def test_crash_loop_backs_off_exponentially(tmp_path: Path) -> None:
         assert c.pod("crashy")["status"]["phase"] == "Running"
 
 
+async def test_a_restarted_container_logs_only_its_own_run_and_keeps_the_previous_one(
+    tmp_path: Path,
+) -> None:
+    """kubectl logs shows the current instance, logs --previous the one before (the kubelet's rule)."""
+    async with local_cluster(tmp_path) as c:
+        c.apply(pod_manifest("relog", [app_container(args=["--exit-after", "0", "--exit-code", "3"])]))
+        pod_dir = c.info.pods_dir / "default" / "relog"
+
+        def settled_after_restarts() -> bool:
+            status = (c.pod("relog").get("status", {}).get("containerStatuses") or [{}])[0]
+            waiting = status.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            return int(status.get("restartCount", 0)) >= 2 and waiting
+
+        await wait_for(settled_after_restarts, timeout=20, what="two restarts, backing off")
+        current = (pod_dir / "app.log").read_text()
+        previous = (pod_dir / "app.previous.log").read_text()
+        for text in (current, previous):
+            assert text.count("starting pod=relog") == 1, text
+            assert text.count("exiting with 3") == 1, text
+
+
 async def test_restart_policies_never_and_onfailure(tmp_path: Path) -> None:
     async with local_cluster(tmp_path) as c:
         c.apply(
