@@ -803,7 +803,9 @@ class Exchange:
             self.req_headers += self.proxy.peer_headers
         if self.expect_continue:
             self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        pool = host.pool if host.pool is not None else self.proxy.pool_for(host, cluster)
+        pool = host.pool
+        if pool is None or pool.retired:
+            pool = self.proxy.pool_for(host, cluster)
         conn = pool.acquire(self)
         if conn is not None:
             self.attach(conn)
@@ -1379,6 +1381,7 @@ class Pool:
         "idle_timeout",
         "port",
         "proxy",
+        "retired",
         "total_connections",
     )
 
@@ -1391,6 +1394,9 @@ class Pool:
         self.connecting = 0
         self.idle_timeout = 60.0
         self.total_connections = 0
+        # Set when the proxy forgets this pool (it held no connection); a Host that cached it asks
+        # the proxy for a registered pool instead, so no connection lives where the sweep cannot see it.
+        self.retired = False
 
     def __repr__(self) -> str:
         return (
@@ -1457,6 +1463,10 @@ class Pool:
         self.active.discard(up)
         if up in self.idle:
             self.idle.remove(up)
+
+    @property
+    def empty(self) -> bool:
+        return not self.idle and not self.active and not self.connecting
 
     def sweep(self, now: float) -> None:
         """Close connections idle longer than the cluster's idle_timeout (oldest sit first)."""

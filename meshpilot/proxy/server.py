@@ -141,13 +141,23 @@ class Proxy:
         return next(self._conn_ids)
 
     def _tick(self) -> None:
-        """Once a second: the Date header (not formatted per response) and stale pooled connections."""
+        """Once a second: the Date header (not formatted per response) and stale pooled connections.
+
+        A pool left with no connection is forgotten: passthrough traffic makes one pool per
+        destination named by the client's Host header, and endpoints come and go with every
+        rollout, so keeping them all would grow without bound.
+        """
         self.date_header = f"date: {email.utils.formatdate(usegmt=True)}\r\n".encode()
         self.wall_offset = time.time() - time.monotonic()
         self.coarse_now = now = self.loop.time()
-        for pool in self.pools.values():
+        unused = []
+        for key, pool in self.pools.items():
             if pool.idle:
                 pool.sweep(now)
+            if pool.empty:
+                unused.append(key)
+        for key in unused:
+            self.pools.pop(key).retired = True
         if not self.stopped.is_set():
             self.loop.call_later(1.0, self._tick)
 

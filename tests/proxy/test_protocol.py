@@ -417,3 +417,26 @@ def test_outbound_route_table_is_named_after_the_authoritys_port():
         assert _route_name_for("svc.ns.svc.cluster.local:9080") == "9080"
         assert _route_name_for("[::1]") == "80"
         assert _route_name_for("[::1]:8080") == "8080"
+
+
+async def test_pools_left_without_connections_are_forgotten(proxy):
+    """Passthrough makes a pool per destination the client names; once a pool holds no connection
+    the proxy drops it on its next tick, so distinct Host values cannot grow memory."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed_port = s.getsockname()[1]
+    s.close()  # nothing listens there: each connect is refused at once
+    proto, t = connect(proxy)
+    n = 20
+    for i in range(n):
+        proto.data_received(f"GET / HTTP/1.1\r\nHost: 127.0.0.{i + 1}:{closed_port}\r\n\r\n".encode())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(responses(t.buffer)) < n and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert [r[0] for r in responses(t.buffer)] == [503] * n
+    while proxy.pools and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert proxy.pools == {}
