@@ -109,6 +109,7 @@ class ControlPlane:
         self.push_version = ""
         self.peers: dict[str, _Peer] = {}
         self._objects: dict[str, Mapping[str, Any]] = {}
+        self._objects_of: Snapshot | None = None  # the snapshot ``_objects`` indexes
         self._wake = asyncio.Event()
         self._push_counter = itertools.count(1)
         self._conn_counter = itertools.count(1)
@@ -133,22 +134,30 @@ class ControlPlane:
     def update(self, snapshot: Snapshot, changed: set[str] | None = None) -> None:
         """A new view of the cluster; ``changed`` are ``Kind/ns/name`` keys (None = everything)."""
         self.snapshot = snapshot
-        objects: dict[str, Mapping[str, Any]] = {}
-        for kind, items in (
-            ("Service", snapshot.services),
-            ("ServiceEntry", snapshot.service_entries),
-            ("VirtualService", snapshot.virtual_services),
-            ("DestinationRule", snapshot.destination_rules),
-            ("Sidecar", snapshot.sidecars),
-        ):
-            for obj in items:
-                objects[key_of(kind, obj)] = obj
-        self._objects = objects
         self.metrics.push_triggers.inc("full" if changed is None else "incremental")
         self.debouncer.add(changed, self.clock())
         self._wake.set()
 
     # --- scoping ----------------------------------------------------------------------------
+
+    def _config_objects(self) -> Mapping[str, Mapping[str, Any]]:
+        """Services and Istio config by ``Kind/ns/name``, indexed once per snapshot a push scopes
+        against rather than on every watch event (most of which a debounced push coalesces)."""
+        snapshot = self.snapshot
+        if snapshot is not self._objects_of:
+            objects: dict[str, Mapping[str, Any]] = {}
+            if snapshot is not None:
+                for kind, items in (
+                    ("Service", snapshot.services),
+                    ("ServiceEntry", snapshot.service_entries),
+                    ("VirtualService", snapshot.virtual_services),
+                    ("DestinationRule", snapshot.destination_rules),
+                    ("Sidecar", snapshot.sidecars),
+                ):
+                    for obj in items:
+                        objects[key_of(kind, obj)] = obj
+            self._objects, self._objects_of = objects, snapshot
+        return self._objects
 
     def affected(self, peer: ProxyConnection, keys: set[str] | None) -> bool:
         """Whether a change to ``keys`` can alter this proxy's configuration."""
@@ -160,6 +169,7 @@ class ControlPlane:
         except ValueError:
             return True
         root = self.snapshot.mesh.root_namespace if self.snapshot else "istio-system"
+        objects = self._config_objects()
         for key in keys:
             if key in deps:
                 return True
@@ -169,7 +179,7 @@ class ControlPlane:
                 return True
             if kind == "Sidecar" and obj_ns in (namespace, root):
                 return True
-            obj = self._objects.get(key)
+            obj = objects.get(key)
             if obj is None:
                 continue
             if kind == "Service":
