@@ -266,7 +266,7 @@ class Proxy:
                     continue
                 try:
                     infos = await self.loop.getaddrinfo(ep["address"], ep["port"], type=1)
-                except OSError as e:
+                except (OSError, UnicodeError) as e:  # UnicodeError: a label IDNA cannot encode (> 63 chars)
                     log.warning("cluster %s: cannot resolve %s: %s", c.name, ep["address"], e)
                     continue
                 for info in infos:

@@ -440,3 +440,31 @@ async def test_pools_left_without_connections_are_forgotten(proxy):
     while proxy.pools and loop.time() < deadline:
         await asyncio.sleep(0.05)
     assert proxy.pools == {}
+
+
+async def test_a_strict_dns_name_that_cannot_be_looked_up_is_skipped_not_fatal():
+    """A name with a label longer than 63 characters makes getaddrinfo raise UnicodeError, not
+    OSError; the resolver must skip it and keep resolving the others, now and on every refresh."""
+    p = Proxy(
+        Identity("sidecar~127.0.0.1~t.default~default.svc.cluster.local", "127.0.0.1"),
+        Settings(dns_refresh=0.05),
+    )
+    name = "outbound|80||api.external.test"
+    endpoints = [{"address": "a" * 64 + ".example", "port": 80}, {"address": "localhost", "port": 80}]
+    cluster = {
+        "name": name,
+        "type": "STRICT_DNS",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]},
+    }
+    await p.apply({"type.googleapis.com/envoy.config.cluster.v3.Cluster": [cluster]}, {})
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not p.snapshot.clusters[name].hosts and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        hosts = p.snapshot.clusters[name].hosts
+        assert hosts and {h.address for h in hosts} <= {"127.0.0.1", "::1"}
+        await asyncio.sleep(0.2)  # a few refreshes
+        assert p._dns_task is not None and not p._dns_task.done()
+    finally:
+        await p.stop()
