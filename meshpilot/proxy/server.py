@@ -30,6 +30,7 @@ from meshpilot.proxy.config import (
     ClusterStats,
     ListenerConfig,
     Snapshot,
+    compile_hosts,
 )
 from meshpilot.proxy.http import (
     DownstreamProtocol,
@@ -259,20 +260,15 @@ class Proxy:
 
     async def _resolve(self, c: ClusterState) -> None:
         hosts: list[lb.Host] = []
-        la = c.raw.get("load_assignment", {})
-        for loc in la.get("endpoints", []):
-            for ep in loc.get("lb_endpoints", []):
-                if ep.get("health_status", "HEALTHY") != "HEALTHY":
-                    continue
-                try:
-                    infos = await self.loop.getaddrinfo(ep["address"], ep["port"], type=1)
-                except (OSError, UnicodeError) as e:  # UnicodeError: a label IDNA cannot encode (> 63 chars)
-                    log.warning("cluster %s: cannot resolve %s: %s", c.name, ep["address"], e)
-                    continue
-                for info in infos:
-                    addr = str(info[4][0])
-                    w = ep.get("load_balancing_weight", 1)
-                    hosts.append(lb.Host(addr, ep["port"], w, ep.get("metadata", {}), loc.get("priority", 0)))
+        # The configured names, read as every load assignment is (validated when it was applied).
+        for name in compile_hosts(c.raw["load_assignment"], f"cluster {c.name!r}", dns=True):
+            try:
+                infos = await self.loop.getaddrinfo(name.address, name.port, type=1)
+            except (OSError, UnicodeError) as e:  # UnicodeError: a label IDNA cannot encode (> 63 chars)
+                log.warning("cluster %s: cannot resolve %s: %s", c.name, name.address, e)
+                continue
+            for info in infos:
+                hosts.append(lb.Host(str(info[4][0]), name.port, name.weight, name.metadata, name.priority))
         if [h.key for h in hosts] != [h.key for h in c.hosts]:
             c.set_hosts(hosts)
 
