@@ -1434,11 +1434,18 @@ class Pool:
                 _, up = await asyncio.wait_for(
                     loop.create_connection(lambda: UpstreamProtocol(self), self.address, self.port), timeout
                 )
-        except (OSError, TimeoutError) as e:
+        # ValueError: a name the resolver cannot even encode (IDNA: a label over 63 characters), which
+        # passthrough takes from the client's Host header; it must fail the request, not the task.
+        except (OSError, TimeoutError, ValueError) as e:
             self.connecting -= 1
             if x.cluster is not None:
                 x.cluster.stats.upstream_cx_connect_fail += 1
-            reason = "connection_timeout" if isinstance(e, TimeoutError) else _os_reason(e)
+            if isinstance(e, TimeoutError):
+                reason = "connection_timeout"
+            elif isinstance(e, OSError):
+                reason = _os_reason(e)
+            else:
+                reason = "delayed_connect_error:_invalid_host_name"
             x.upstream_failed("UF", "upstream_reset_before_response_started{connection_failure}", reason)
             return
         self.connecting -= 1

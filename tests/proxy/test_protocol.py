@@ -468,3 +468,19 @@ async def test_a_strict_dns_name_that_cannot_be_looked_up_is_skipped_not_fatal()
         assert p._dns_task is not None and not p._dns_task.done()
     finally:
         await p.stop()
+
+
+async def test_a_passthrough_host_the_resolver_cannot_encode_gets_503_not_a_hang(proxy):
+    """Passthrough connects to whatever the Host header names; a label over 63 characters makes
+    getaddrinfo raise UnicodeError. The request fails as any unreachable destination (503 UF) and
+    the pool does not count a connect in progress forever."""
+    proto, t = connect(proxy)
+    host = "a" * 64 + ".example"
+    proto.data_received(f"GET / HTTP/1.1\r\nHost: {host}:80\r\n\r\n".encode())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while not t.buffer and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert [r[0] for r in responses(t.buffer)] == [503]
+    pool = proxy.pools.get((host, 80))
+    assert pool is None or pool.connecting == 0
