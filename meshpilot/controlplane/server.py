@@ -277,8 +277,11 @@ class ControlPlane:
             taken = self.debouncer.take(self.clock())
             if taken is not None:
                 keys, started = taken
-                for _ in self._push_steps(keys, started):
-                    await asyncio.sleep(0)  # let ACKs and debug requests in between proxies
+                try:
+                    for _ in self._push_steps(keys, started):
+                        await asyncio.sleep(0)  # let ACKs and debug requests in between proxies
+                except Exception:  # a bug in one push must not end every later push with this task
+                    log.exception("push %s failed; keeping the last registry", self.push_version)
 
     # --- the stream -------------------------------------------------------------------------
 

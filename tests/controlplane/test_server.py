@@ -444,3 +444,40 @@ async def test_config_problems_are_logged_once_and_counted(
     plane.update(snapshot(), None)
     await eventually(lambda: plane.metrics.config_warnings.values.get((), 0.0) == 0.0)
     await proxy.close()
+
+
+async def test_a_push_that_fails_does_not_end_the_push_loop(
+    cp: tuple[ControlPlane, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push loop is one long-lived task: an unexpected error while building a push (here the
+    registry) costs that push only; the next change is pushed as usual."""
+    import meshpilot.controlplane.server as server
+
+    plane, port = cp
+    plane.update(snapshot())
+    proxy = await FakeProxy.connect(port, FRONTEND)
+    await proxy.subscribe(ROUTE_TYPE)
+    await proxy.ack(await proxy.recv())
+    real = server.Registry
+    calls = []
+
+    def flaky(snap: Any) -> Any:
+        calls.append(snap)
+        if len(calls) == 1:
+            raise RuntimeError("registry bug")
+        return real(snap)
+
+    monkeypatch.setattr(server, "Registry", flaky)
+
+    def vs(status: int) -> dict[str, Any]:
+        spec = {"hosts": ["productcatalog"], "http": [{"directResponse": {"status": status}}]}
+        return istio("VirtualService", "pc", "production", spec)
+
+    plane.update(snapshot(virtual_services=[vs(418)]), {"VirtualService/production/pc"})
+    await eventually(lambda: len(calls) == 1)
+    await proxy.expect_nothing(0.2)
+    plane.update(snapshot(virtual_services=[vs(419)]), {"VirtualService/production/pc"})
+    resp = await proxy.recv()
+    routes = [r for rc in resp["resources"] for vh in rc["virtual_hosts"] for r in vh["routes"]]
+    assert {r["direct_response"]["status"] for r in routes if "direct_response" in r} == {419}
+    await proxy.close()
