@@ -1142,10 +1142,21 @@ class ProcessRuntime:
         if phase in ("Succeeded", "Failed") and not is_terminating(pod):
             return  # a finished pod keeps its status; nothing to run
         worker = PodWorker(self, pod)
+        # A pod's directory is named after namespace/name, so a pod re-created under the name of
+        # one whose worker still stops it (delete --force, replace --force) waits for that worker:
+        # otherwise it would adopt the old pod's process from the pid file, and the old worker's
+        # cleanup would remove the new pod's pid file, token and log.
+        predecessors = [
+            w.task
+            for w in self.workers.values()
+            if (w.namespace, w.name) == (worker.namespace, worker.name) and w.task is not None
+        ]
         self.workers[uid] = worker
 
         async def run() -> None:
             try:
+                if predecessors:
+                    await asyncio.wait(predecessors)
                 await worker.run()
             finally:
                 if self.workers.get(uid) is worker:

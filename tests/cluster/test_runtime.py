@@ -30,6 +30,7 @@ from _localcluster import (
 
 from meshpilot.cluster import runtime
 from meshpilot.cluster.controllers import ControllerManager
+from meshpilot.cluster.objects import PODS
 from meshpilot.cluster.runtime import backoff_delay, expand, pod_metrics, resolve_argv, service_env
 from meshpilot.cluster.state import ClusterInfo
 from meshpilot.store import Store
@@ -511,3 +512,39 @@ async def test_post_start_hook_runs_before_ready_and_a_failing_one_restarts(tmp_
             what="restart",
         )
         assert not c.pod("badhook")["status"]["containerStatuses"][0]["ready"]
+
+
+async def test_a_pod_recreated_under_the_same_name_never_shares_the_old_pods_process_or_files(
+    tmp_path: Path,
+) -> None:
+    """``delete --force`` then create again (kubectl replace --force): the old pod's worker is
+    still stopping its process when the new pod arrives under the same directory name. The new pod
+    must get a process of its own, and what the old one cleans up must not be the new one's files
+    (a lost pid file is a duplicate after the next daemon restart)."""
+    async with local_cluster(tmp_path) as c:
+        c.apply(pod_manifest("same", [app_container()]))
+        old = await wait_for(
+            lambda: c.pod("same")["status"].get("phase") == "Running" and c.pod("same"), what="Running"
+        )
+        old_pid = pids_of(old)[0]
+        c.store.delete(PODS, "default", "same", grace_period_seconds=0)
+        c.apply(pod_manifest("same", [app_container()]))
+        new = await wait_for(
+            lambda: (
+                c.pod("same")["metadata"]["uid"] != old["metadata"]["uid"]
+                and c.pod("same")["status"].get("phase") == "Running"
+                and c.pod("same")
+            ),
+            what="the new pod running",
+        )
+        await wait_for(lambda: not alive(old_pid), what="the old process gone")
+        await c.manager.wait_idle()
+        await asyncio.sleep(0.5)  # past the old worker's last step, had it kept one
+        status = c.pod("same")["status"]["containerStatuses"][0]
+        new_pid = pids_of(c.pod("same"))[0]
+        assert new_pid != old_pid and alive(new_pid)
+        assert status["restartCount"] == 0, status
+        pod_dir = c.info.pods_dir / "default" / "same"
+        assert (pod_dir / "app.pid").read_text().split()[0] == str(new_pid)
+        assert (pod_dir / "token").exists() and (pod_dir / "app.log").exists()
+        assert new["metadata"]["uid"] == c.pod("same")["metadata"]["uid"]
