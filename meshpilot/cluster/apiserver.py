@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import yaml
 from aiohttp import web
@@ -1003,36 +1003,28 @@ class ApiServer:
             tail = int(tail_text) if tail_text else None
         except ValueError:
             raise bad_request(f"invalid tailLines {tail_text!r}") from None
-        data = path.read_bytes() if path.exists() else b""
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail:]) if tail > 0 else b""
         if not follow:
-            return web.Response(body=data, content_type="text/plain")
+            data = path.read_bytes() if path.exists() else b""
+            return web.Response(body=_tail_of(data, tail), content_type="text/plain")
+        # what is there now and what follows come through one handle: nothing falls in between
+        follower = LogFollower(path)
+        data = _tail_of(follower.read(), tail)
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
-        await response.prepare(request)
         task = asyncio.current_task()
-        if task is not None:
-            self._streams.add(task)
-        position = path.stat().st_size if path.exists() else 0
         uid = pod["metadata"].get("uid")
         try:
+            await response.prepare(request)
+            if task is not None:
+                self._streams.add(task)
             if data:
                 await response.write(data)
             while True:
                 await asyncio.sleep(0.2)
-                if path.exists():
-                    size = path.stat().st_size
-                    if size < position:
-                        position = 0  # rotated or truncated: start over
-                    if size > position:
-                        with open(path, "rb") as fh:
-                            fh.seek(position)
-                            chunk = fh.read(size - position)
-                        position += len(chunk)
-                        await response.write(chunk)
-                        continue
+                chunk = follower.read()
+                if chunk:
+                    await response.write(chunk)
+                    continue
                 try:
                     current = self.store.get(target.key, target.namespace, target.name)
                 except NotFound:
@@ -1042,6 +1034,7 @@ class ApiServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            follower.close()
             if task is not None:
                 self._streams.discard(task)
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -1185,6 +1178,54 @@ class ApiServer:
             "result": result,
             "object": present(stored, info, info.version),
         }
+
+
+def _tail_of(data: bytes, lines: int | None) -> bytes:
+    """The last ``lines`` lines of ``data`` (all of it for None), as ``tailLines`` asks."""
+    if lines is None:
+        return data
+    return b"".join(data.splitlines(keepends=True)[-lines:]) if lines > 0 else b""
+
+
+class LogFollower:
+    """``tail -F`` over a container log that the runtime replaces on every restart.
+
+    The open handle keeps reading the instance it started on, so what that instance wrote last is
+    not lost when its file is renamed to ``.previous.log``; then the new file is read from its
+    start. Reading by offset into whatever file has the name would skip the head of the new one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: BinaryIO | None = None
+
+    def read(self) -> bytes:
+        """What was written since the last call (empty when nothing was)."""
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")
+            except FileNotFoundError:
+                return b""
+        chunk = self._file.read()
+        if chunk:
+            return chunk
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return b""  # between the rename and the new instance's first write
+        if named.st_ino != os.fstat(self._file.fileno()).st_ino:
+            self._file.close()
+            self._file = None
+            return self.read()
+        if named.st_size < self._file.tell():
+            self._file.seek(0)  # truncated in place: start over
+            return self._file.read()
+        return b""
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _DryRunDone(Exception):

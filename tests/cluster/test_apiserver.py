@@ -523,3 +523,30 @@ def test_reapplying_the_examples_changes_nothing(client: Client, apiserver: Any)
     # a Service keeps its ClusterIP across re-applies
     services = [r for r in again if r["kind"] == "Service"]
     assert services and all(r["object"]["spec"].get("clusterIP") for r in services)
+
+
+def test_follow_logs_carries_on_across_a_container_restart(client: Client, apiserver: Any) -> None:
+    """The runtime renames a restarting container's log to .previous.log and starts a new one: a
+    follower gets the old instance's last lines, then the new log from its first byte."""
+    name = unique("restarter")
+    client.create(ready_pod(name, name))
+    log_file = apiserver.info.pods_dir / "default" / name / "main.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("first\n")
+    lines = client.logs(name, follow=True)
+    assert next(lines) == "first"
+    fresh = log_file.with_name("fresh.tmp")
+    fresh.write_text("new instance starting\nnew instance listening\nnew instance serving\n")
+    with log_file.open("a") as fh:
+        fh.write("old instance exiting\n")
+    log_file.rename(log_file.with_name("main.previous.log"))
+    fresh.replace(log_file)
+    got = [next(lines) for _ in range(4)]
+    assert got == [
+        "old instance exiting",
+        "new instance starting",
+        "new instance listening",
+        "new instance serving",
+    ]
+    client.delete("pods", name, grace_period_seconds=0)
+    assert list(lines) == []
