@@ -107,7 +107,7 @@ class Session:
         previous: bool,
     ) -> Iterator[str]:
         tail_lines = tail if tail >= 0 else None
-        if follow:
+        if follow and not previous:  # a previous instance has ended: its log is all there is
             for line in self.client.follow_logs(pod, namespace, container=container, tail_lines=tail_lines):
                 yield line + "\n"
         else:

@@ -254,6 +254,34 @@ def test_logs_follow_streams_new_lines(examples: Any) -> None:
             proc.stderr.close()
 
 
+def test_logs_previous_shows_the_instance_before_a_restart(cluster: Any) -> None:
+    """``logs`` shows the current instance of a restarted container, ``logs -p`` the one before
+    (with ``-f`` too: a previous instance has ended, so there is nothing to follow)."""
+    name = f"relogger-{os.getpid()}"
+    script = "import os; print('instance', os.getpid(), flush=True); raise SystemExit(1)"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "local", "command": ["python", "-c", script]}]},
+    }
+    run_ok(cluster, "apply", "-f", "-", input=json.dumps(pod))
+    try:
+
+        def restarted() -> bool:
+            statuses = cluster.client.get(("", "pods"), name, "default")["status"].get("containerStatuses")
+            return bool(statuses) and int(statuses[0].get("restartCount", 0)) >= 1
+
+        wait_for(restarted, timeout=30)
+        previous = run_ok(cluster, "logs", name, "-p")
+        assert re.fullmatch(r"instance \d+\n", previous), previous
+        assert run_ok(cluster, "logs", name, "-p", "-f") == previous
+        current = wait_for(lambda: run_ok(cluster, "logs", name), timeout=30)
+        assert re.fullmatch(r"instance \d+\n", current) and current != previous, current
+    finally:
+        run_ok(cluster, "delete", "pod", name, "--ignore-not-found")
+
+
 def test_scale(examples: Any) -> None:
     def replicas() -> int:
         return int(
