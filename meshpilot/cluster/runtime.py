@@ -1257,10 +1257,13 @@ def pod_metrics(
                 "containers": containers,
             }
         )
-    if namespace is not None or label_selector:
-        return out
+    # forget the samples of containers no pod has any more (restarts make new IDs); judged against
+    # every pod, as ``top pod`` (default namespace) would otherwise never prune
+    everything = items if namespace is None and not label_selector else store.list(PODS)[0]
     live = {
-        str(s.get("containerID")) for p in items for s in p.get("status", {}).get("containerStatuses") or []
+        str(s.get("containerID"))
+        for p in everything
+        for s in p.get("status", {}).get("containerStatuses") or []
     }
     for cid in list(_CPU_SAMPLES):
         if cid not in live:

@@ -432,6 +432,18 @@ async def test_stop_with_pods_kills_every_process(tmp_path: Path) -> None:
         await c.manager.start()
 
 
+def test_pod_metrics_forgets_gone_containers_also_when_asked_about_one_namespace(tmp_path: Path) -> None:
+    stale = "meshpilot://1-1.00"  # a container instance that no pod records any more
+    runtime._CPU_SAMPLES[stale] = (0.0, 0.0)
+    store = Store(None)
+    try:
+        assert pod_metrics(store, make_info(tmp_path), namespace="default") == []
+        assert stale not in runtime._CPU_SAMPLES
+    finally:
+        runtime._CPU_SAMPLES.pop(stale, None)
+        store.close()
+
+
 def test_pod_metrics_is_empty_without_pods(tmp_path: Path) -> None:
     store = Store(None)
     try:
