@@ -606,13 +606,7 @@ def logs(
 ) -> None:
     """Print a container's log: logs POD, logs deployment/NAME -c istio-proxy -f."""
     session = open_session(ctx, context, namespace)
-    pod_name = target
-    if "/" in target:
-        ref = refs_from_args([target])[0]
-        if ref.info.kind == "Pod":
-            pod_name = ref.name
-        else:
-            pod_name = _first_pod_of(session, ref)
+    pod_name = pod_of_target(session, target)
     try:
         for chunk in session.logs(
             pod_name, session.namespace, container=container, follow=follow, tail=tail, previous=previous
@@ -621,6 +615,15 @@ def logs(
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass
+
+
+def pod_of_target(session: Session, target: str) -> str:
+    """The pod that ``logs`` and ``exec`` mean by POD, pod/NAME or TYPE/NAME (a controller's oldest
+    running pod), as kubectl resolves them."""
+    if "/" not in target:
+        return target
+    ref = refs_from_args([target])[0]
+    return ref.name if ref.info.kind == "Pod" else _first_pod_of(session, ref)
 
 
 def _first_pod_of(session: Session, ref: Ref) -> str:

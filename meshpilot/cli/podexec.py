@@ -20,7 +20,7 @@ import click
 import psutil
 
 from meshpilot.cli.common import Command, context_option, fail, namespace_options, reports_errors
-from meshpilot.cli.kubectl import _first_pod_of, refs_from_args, resolve_kind
+from meshpilot.cli.kubectl import pod_of_target, resolve_kind
 from meshpilot.cli.session import open_session
 from meshpilot.cluster.runtime import Proc
 
@@ -49,10 +49,7 @@ def exec_(
 ) -> None:
     """Run a command with a container's environment: exec POD [-c C] -- curl http://productcatalog/health."""
     session = open_session(ctx, context, namespace)
-    pod_name = target
-    if "/" in target:
-        ref = refs_from_args([target])[0]
-        pod_name = ref.name if ref.info.kind == "Pod" else _first_pod_of(session, ref)
+    pod_name = pod_of_target(session, target)
     pod = session.get(resolve_kind("pods"), pod_name, session.namespace)
     names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or ()]
     if container is None:
