@@ -404,7 +404,23 @@ def _up(name: str, mesh: bool) -> tuple[ClusterInfo, str]:
 
 
 def recorded_pids(info: ClusterInfo) -> list[tuple[int, float | None]]:
-    """(pid, start time) of every container the store records, read straight from store.db."""
+    """(pid, start time) of every container the cluster started.
+
+    Two records, because a daemon can die between them: the runtime writes ``<container>.pid`` in
+    the pod's directory right after the fork, and the store's pod status a moment later.
+    """
+    from meshpilot.cluster.runtime import read_pid_file
+
+    found: dict[int, float | None] = dict(_pids_in_store(info))
+    for pid_file in info.pods_dir.glob("*/*/*.pid"):
+        proc = read_pid_file(pid_file)
+        if proc is not None:
+            found.setdefault(proc.pid, proc.start_time)
+    return sorted(found.items())
+
+
+def _pids_in_store(info: ClusterInfo) -> list[tuple[int, float | None]]:
+    """(pid, start time) of every container the store's pod statuses record."""
     if not info.store_path.exists():
         return []
     from meshpilot.store import Store

@@ -253,3 +253,39 @@ def test_down_after_a_daemon_crash_kills_the_orphaned_pods(tmp_path: Path) -> No
     finally:
         if (home / "clusters" / name / "cluster.json").exists():
             meshpilot(home, "cluster", "down", "--name", name)
+
+
+def test_down_kills_a_pod_process_the_daemon_died_before_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime writes a container's pid file right after the fork and the pod status a moment
+    later; a daemon that dies in between leaves a process only the pid file knows. ``down`` kills it."""
+    from meshpilot.cluster import state
+    from meshpilot.cluster.runtime import spawn_process
+
+    home = tmp_path / "home"
+    name = "unrecorded"
+    orphan = None
+    try:
+        assert meshpilot(home, "cluster", "up", "--name", name, "--no-mesh").returncode == 0
+        monkeypatch.setenv("MESHPILOT_HOME", str(home))
+        info = state.load(name)
+        pod_dir = info.pods_dir / "default" / "half-started"
+        orphan = spawn_process(
+            [sys.executable, "-c", "import time; time.sleep(600)"],
+            env=dict(os.environ),
+            cwd=None,
+            log_path=pod_dir / "main.log",
+            pid_path=pod_dir / "main.pid",
+        )
+        down = meshpilot(home, "cluster", "down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert "killed 1 leftover pod process" in down.stdout
+        assert wait_for(lambda: not alive(orphan.pid), 10, "the unrecorded process to die")
+    finally:
+        if orphan is not None and alive(orphan.pid):
+            os.kill(orphan.pid, signal.SIGKILL)
+        if orphan is not None and orphan.popen is not None:
+            orphan.popen.wait(timeout=10)
+        if (home / "clusters" / name / "cluster.json").exists():
+            meshpilot(home, "cluster", "down", "--name", name)
