@@ -56,6 +56,10 @@ def _finalizers(key: ResourceKey, obj: Mapping[str, Any]) -> list[str]:
 
 
 DEFAULT_HISTORY = 10_000
+# Events queued for one watcher that is not reading them. Past this the watcher is cut off with
+# Gone (410), as kube-apiserver's cacher drops slow watchers: the client lists again, and a stuck
+# client cannot grow the daemon's memory without bound.
+DEFAULT_WATCH_BACKLOG = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -116,6 +120,7 @@ class _Watcher:
     key: ResourceKey
     namespace: str | None
     closed: bool = field(default=False)
+    fell_behind: bool = field(default=False)
 
     def wants(self, event: _Event) -> bool:
         return event.key == self.key and (self.namespace is None or event.namespace == self.namespace)
@@ -137,9 +142,16 @@ def _without_rv(obj: Mapping[str, Any]) -> Obj:
 class Store:
     """Objects keyed by (group, plural, namespace, name); see docs/internals.md for the contract."""
 
-    def __init__(self, path: str | Path | None = None, *, history: int = DEFAULT_HISTORY) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        history: int = DEFAULT_HISTORY,
+        watch_backlog: int = DEFAULT_WATCH_BACKLOG,
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self._history = max(1, history)
+        self._watch_backlog = max(1, watch_backlog)
         self._lock = threading.RLock()
         if self.path is None:
             db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -247,6 +259,10 @@ class Store:
     def _deliver(self, watcher: _Watcher, event: _Event | None) -> None:
         if watcher.closed:
             return
+        if event is not None and watcher.queue.qsize() >= self._watch_backlog:
+            # Not reading: end its queue here; the watch raises Gone once it drains this far.
+            watcher.fell_behind = True
+            event = None
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -257,6 +273,8 @@ class Store:
             else:
                 watcher.loop.call_soon_threadsafe(watcher.queue.put_nowait, event)
         except RuntimeError:  # the watcher's loop is closed: nobody is listening any more
+            event = None
+        if event is None:
             watcher.closed = True
             with contextlib.suppress(ValueError):
                 self._watchers.remove(watcher)
@@ -573,6 +591,10 @@ class Store:
             while True:
                 pending = await watcher.queue.get()
                 if pending is None:
+                    if watcher.fell_behind:
+                        raise Gone(
+                            f"watch of {key[1]} fell {self._watch_backlog} events behind and was closed; list again"
+                        )
                     return
                 if pending.rv <= start:
                     continue

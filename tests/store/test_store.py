@@ -285,3 +285,23 @@ async def test_concurrent_writers_are_seen_in_revision_order(store: Store) -> No
     assert revisions == sorted(revisions) and len(set(revisions)) == 200
     assert revisions[-1] == store.revision == start + 200
     await watch.aclose()
+
+
+async def test_a_watch_that_stops_reading_is_cut_off_with_gone_and_loses_nothing() -> None:
+    store = Store(None, watch_backlog=5)
+    try:
+        store.create(CM, {"metadata": {"name": "first", "namespace": "default"}})
+        watch = store.watch(CM, resource_version=str(store.revision - 1))
+        assert len(await collect(watch, 1)) == 1  # registered, and now it stops reading
+        for i in range(20):
+            store.create(CM, {"metadata": {"name": f"c{i}", "namespace": "default"}})
+        seen: list[dict[str, Any]] = []
+        with pytest.raises(Gone, match="fell 5 events behind"):
+            async for _, obj in watch:
+                seen.append(obj)
+        assert [o["metadata"]["name"] for o in seen] == [f"c{i}" for i in range(5)]
+        # As a Kubernetes client does after 410: watch again from the last version it saw.
+        rest = await collect(store.watch(CM, resource_version=seen[-1]["metadata"]["resourceVersion"]), 15)
+        assert [o["metadata"]["name"] for _, o in rest] == [f"c{i}" for i in range(5, 20)]
+    finally:
+        store.close()
