@@ -300,3 +300,23 @@ async def test_replicaset_reports_pods_it_cannot_create(tmp_path: Path) -> None:
         condition = await wait_for(failure, what="ReplicaFailure condition")
         assert condition["reason"] == "FailedCreate" and "image" in condition["message"]
         assert c.pods(selector="app=broken") == []
+
+
+async def test_one_broken_deployment_does_not_stall_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_plan = d.plan
+
+    def plan(deployment, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if deployment["metadata"]["name"] == "broken":
+            raise RuntimeError("a bug that only this object triggers")
+        return real_plan(deployment, *args, **kwargs)
+
+    monkeypatch.setattr(d, "plan", plan)
+    async with local_cluster(tmp_path) as c:
+        c.apply(deployment_manifest("broken", 1))  # listed first: it used to end every pass
+        c.apply(deployment_manifest("web", 1))
+        await wait_for(
+            lambda: deployment_status(c, "web").get("availableReplicas") == 1, what="web to come up"
+        )
+        assert not c.store.list(REPLICASETS, namespace="default", label_selector="app=broken")[0]

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from meshpilot import tasks
 from meshpilot.cluster import admission, namespaces
@@ -115,6 +115,21 @@ class Loop:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@contextlib.contextmanager
+def _one_object_at_a_time(kind: str, obj: Obj) -> Iterator[None]:
+    """One broken object must not stall its controller for every other object.
+
+    A Conflict still ends the pass (the loop reads again at once); anything else is logged with the
+    object's name and the pass goes on to the next object.
+    """
+    try:
+        yield
+    except Conflict:
+        raise
+    except Exception:
+        log.exception("%s %s/%s: reconcile failed", kind, namespace_of(obj), name_of(obj))
 
 
 def scale_index(store: Store, namespace: str | None = None) -> dict[str, tuple[str, int]]:
@@ -228,7 +243,8 @@ class ControllerManager:
             mine = deployment_logic.owned_replica_sets(deployment, [r for r in rses if namespace_of(r) == ns])
             rs_uids = {uid_of(r) for r in mine}
             my_pods = [p for p in pods if (controller_ref(p) or {}).get("uid") in rs_uids]
-            self._execute_deployment(deployment, deployment_logic.plan(deployment, mine, my_pods))
+            with _one_object_at_a_time("deployment", deployment):
+                self._execute_deployment(deployment, deployment_logic.plan(deployment, mine, my_pods))
 
     def _execute_deployment(self, deployment: Obj, plan: deployment_logic.Plan) -> None:
         ns = namespace_of(deployment)
@@ -298,69 +314,73 @@ class ControllerManager:
             return
         pods, _ = self.store.list(PODS)
         for rs in rses:
-            ns = namespace_of(rs)
-            ns_pods = [p for p in pods if namespace_of(p) == ns]
-            for orphan in replicaset_logic.orphans_to_adopt(rs, ns_pods):
-                refs = [*(orphan.get("metadata", {}).get("ownerReferences") or []), _owner(rs)]
-                with contextlib.suppress(StoreError):
-                    self.store.patch(PODS, ns, name_of(orphan), {"metadata": {"ownerReferences": refs}})
-            plan = replicaset_logic.plan(rs, ns_pods)
-            failure = ""
-            for pod in plan.create:
-                try:
-                    created = self.create_pod(pod)
-                except Exception as exc:
-                    failure = str(exc) or repr(exc)
-                    log.warning("replicaset %s/%s: cannot create pod: %s", ns, name_of(rs), failure)
-                    self.events.event(
-                        rs, "Warning", "FailedCreate", f"Error creating: {failure}", ev.REPLICASET_CONTROLLER
-                    )
-                    break
+            with _one_object_at_a_time("replicaset", rs):
+                self._reconcile_replicaset(rs, pods)
+
+    def _reconcile_replicaset(self, rs: Obj, pods: list[Obj]) -> None:
+        ns = namespace_of(rs)
+        ns_pods = [p for p in pods if namespace_of(p) == ns]
+        for orphan in replicaset_logic.orphans_to_adopt(rs, ns_pods):
+            refs = [*(orphan.get("metadata", {}).get("ownerReferences") or []), _owner(rs)]
+            with contextlib.suppress(StoreError):
+                self.store.patch(PODS, ns, name_of(orphan), {"metadata": {"ownerReferences": refs}})
+        plan = replicaset_logic.plan(rs, ns_pods)
+        failure = ""
+        for pod in plan.create:
+            try:
+                created = self.create_pod(pod)
+            except Exception as exc:
+                failure = str(exc) or repr(exc)
+                log.warning("replicaset %s/%s: cannot create pod: %s", ns, name_of(rs), failure)
                 self.events.event(
-                    rs,
-                    "Normal",
-                    "SuccessfulCreate",
-                    f"Created pod: {name_of(created)}",
-                    ev.REPLICASET_CONTROLLER,
+                    rs, "Warning", "FailedCreate", f"Error creating: {failure}", ev.REPLICASET_CONTROLLER
                 )
-            for name in plan.delete:
-                with contextlib.suppress(NotFound):
-                    self.store.delete(PODS, ns, name)
-                    self.events.event(
-                        rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}", ev.REPLICASET_CONTROLLER
-                    )
-            if plan.create or plan.delete:
-                # status follows what now exists
-                pods_now, _ = self.store.list(PODS, namespace=ns)
-                plan.status = replicaset_logic.plan(rs, pods_now).status
-            old_failure = next(
-                (
-                    c
-                    for c in (rs.get("status") or {}).get("conditions") or []
-                    if c.get("type") == "ReplicaFailure"
-                ),
-                None,
+                break
+            self.events.event(
+                rs,
+                "Normal",
+                "SuccessfulCreate",
+                f"Created pod: {name_of(created)}",
+                ev.REPLICASET_CONTROLLER,
             )
-            if failure:
-                # Kubernetes' ReplicaFailure condition: why the ReplicaSet has fewer pods than wanted
-                plan.status["conditions"] = [
-                    {
-                        "type": "ReplicaFailure",
-                        "status": "True",
-                        "reason": "FailedCreate",
-                        "message": failure[:500],
-                        "lastTransitionTime": (old_failure or {}).get("lastTransitionTime") or rfc3339(),
-                    }
-                ]
-            if plan.status != rs.get("status"):
-                with contextlib.suppress(NotFound):
-                    self.store.patch(
-                        REPLICASETS,
-                        ns,
-                        name_of(rs),
-                        {"status": _replace_nulls(plan.status, rs.get("status"))},
-                        subresource="status",
-                    )
+        for name in plan.delete:
+            with contextlib.suppress(NotFound):
+                self.store.delete(PODS, ns, name)
+                self.events.event(
+                    rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}", ev.REPLICASET_CONTROLLER
+                )
+        if plan.create or plan.delete:
+            # status follows what now exists
+            pods_now, _ = self.store.list(PODS, namespace=ns)
+            plan.status = replicaset_logic.plan(rs, pods_now).status
+        old_failure = next(
+            (
+                c
+                for c in (rs.get("status") or {}).get("conditions") or []
+                if c.get("type") == "ReplicaFailure"
+            ),
+            None,
+        )
+        if failure:
+            # Kubernetes' ReplicaFailure condition: why the ReplicaSet has fewer pods than wanted
+            plan.status["conditions"] = [
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": failure[:500],
+                    "lastTransitionTime": (old_failure or {}).get("lastTransitionTime") or rfc3339(),
+                }
+            ]
+        if plan.status != rs.get("status"):
+            with contextlib.suppress(NotFound):
+                self.store.patch(
+                    REPLICASETS,
+                    ns,
+                    name_of(rs),
+                    {"status": _replace_nulls(plan.status, rs.get("status"))},
+                    subresource="status",
+                )
 
     # ------------------------------------------------------------ endpoints
 
