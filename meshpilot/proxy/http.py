@@ -782,11 +782,11 @@ class Exchange:
             return
         original_dst = cluster.type == "ORIGINAL_DST"
         if original_dst:
-            addr, port = _split_host_port(self.authority)
-            if not addr:
-                self.local_reply(400, "", "missing_host_header")
+            target = _split_host_port(self.authority)
+            if target is None or not target[0]:
+                self.local_reply(400, "", "invalid_authority")
                 return
-            host = Host(addr, port)
+            host = Host(*target)
         else:
             key = self._hash_key(route) if route is not None and route.hash_policy else None
             chosen = cluster.balancer.choose(key)
@@ -1188,14 +1188,18 @@ def _cookie(headers: Headers, name: str) -> bytes | None:
     return None
 
 
-def _split_host_port(authority: str) -> tuple[str, int]:
+def _split_host_port(authority: str) -> tuple[str, int] | None:
+    """``host[:port]`` or ``[v6][:port]`` of a passthrough request; None when it names no valid port."""
     if authority.startswith("["):
         host, _, rest = authority[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 80
-    host, sep, port = authority.rpartition(":")
-    if sep and port.isdigit():
-        return host, int(port)
-    return authority, 80
+        port = rest[1:] if rest.startswith(":") else "80"
+    else:
+        host, sep, port = authority.rpartition(":")
+        if not sep:
+            host, port = authority, "80"
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return host, int(port)
 
 
 # --- upstream ---------------------------------------------------------------------------------
