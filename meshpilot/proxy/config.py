@@ -196,7 +196,22 @@ def _special(name: str) -> ClusterState:
     return ClusterState(name, kind, "CLUSTER_PROVIDED", 10.0, [], lb.build("ROUND_ROBIN", []))
 
 
-def build_cluster(c: Cluster, assignments: dict[str, ClusterLoadAssignment]) -> ClusterState:
+def _host_signature(hosts: list[lb.Host]) -> list[tuple[Any, ...]]:
+    """What a balancer is built from: every field of a host that comes from configuration."""
+    return [(h.address, h.port, h.weight, h.priority, h.metadata) for h in hosts]
+
+
+def build_cluster(
+    c: Cluster, assignments: dict[str, ClusterLoadAssignment], previous: ClusterState | None = None
+) -> ClusterState:
+    """Compile one cluster; reuse ``previous``'s hosts and balancer when a rebuild would be identical.
+
+    Every push carries every resource type's last accepted config, so without reuse an unrelated
+    route push would rebuild each cluster's balancer: 65537 table slots in Python for a MAGLEV
+    cluster, a 1024-point ring for RING_HASH. Reuse needs the same type, policy and host list (by
+    value, in order); the balancer then maps every hash key exactly as a rebuild would, and keeps
+    its in-flight counts and round-robin position besides.
+    """
     hosts: list[lb.Host]
     if "load_assignment" in c:
         hosts = compile_hosts(c["load_assignment"], f"cluster {c['name']!r}", dns=c["type"] == "STRICT_DNS")
@@ -207,21 +222,34 @@ def build_cluster(c: Cluster, assignments: dict[str, ClusterLoadAssignment]) -> 
     policy = c.get("lb_policy", "ROUND_ROBIN")
     services = (c.get("metadata", {}).get("istio") or {}).get("services") or [{}]
     svc = services[0]
-    state = ClusterState(
+    same_lb = previous is not None and previous.type == c["type"] and previous.lb_policy == policy
+    balancer: lb.LoadBalancer | None = None
+    if c["type"] == "STRICT_DNS":
+        # The resolved addresses live in the previous state, not in the config: with the same names
+        # keep serving them (no gap until the next lookup); the resolver fills a new cluster.
+        hosts = []
+        if (
+            previous is not None
+            and previous.type == "STRICT_DNS"
+            and previous.raw.get("load_assignment") == c.get("load_assignment")
+        ):
+            hosts = previous.hosts
+            if same_lb:
+                balancer = previous.balancer
+    elif same_lb and previous is not None and _host_signature(previous.hosts) == _host_signature(hosts):
+        hosts, balancer = previous.hosts, previous.balancer
+    return ClusterState(
         c["name"],
         c["type"],
         policy,
         float(c.get("connect_timeout", 10.0)),
         hosts,
-        lb.build(policy, [] if c["type"] == "STRICT_DNS" else hosts),
+        balancer if balancer is not None else lb.build(policy, hosts),
         svc.get("host", ""),
         svc.get("name", ""),
         svc.get("namespace", ""),
         dict(c),
     )
-    if c["type"] == "STRICT_DNS":
-        state.hosts = []  # filled by the resolver; the configured names stay in raw
-    return state
 
 
 @dataclass(slots=True)
@@ -235,8 +263,13 @@ class Snapshot:
     versions: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, resources: dict[str, list[Any]], versions: dict[str, str]) -> Snapshot:
+    def build(
+        cls, resources: dict[str, list[Any]], versions: dict[str, str], previous: Snapshot | None = None
+    ) -> Snapshot:
         """Validate and compile every resource type; raise ``ConfigError`` on the first problem.
+
+        ``previous`` (the running snapshot) lends its unchanged clusters' balancers (see
+        ``build_cluster``); it is only read, so a rejected push leaves it as it was.
 
         The validators check the fields they know to be wrong; a field of an unexpected JSON type
         that slips past them (an object where a list belongs, a string for an object) would raise a
@@ -244,14 +277,16 @@ class Snapshot:
         that too is a ``ConfigError``: the xDS client NACKs it instead of its stream task dying.
         """
         try:
-            return cls._build(resources, versions)
+            return cls._build(resources, versions, previous)
         except ConfigError:
             raise
         except (TypeError, AttributeError, KeyError, ValueError) as e:
             raise ConfigError(f"malformed resource: {type(e).__name__}: {e}") from None
 
     @classmethod
-    def _build(cls, resources: dict[str, list[Any]], versions: dict[str, str]) -> Snapshot:
+    def _build(
+        cls, resources: dict[str, list[Any]], versions: dict[str, str], previous: Snapshot | None
+    ) -> Snapshot:
         snap = cls(resources=resources, versions=versions)
         raw_clusters = resources.get(CLUSTER_TYPE, [])
         assignments: dict[str, ClusterLoadAssignment] = {}
@@ -269,7 +304,8 @@ class Snapshot:
             validate_cluster(c)
             if c["name"] in snap.clusters and c["name"] not in (PASSTHROUGH, BLACKHOLE, INBOUND_PASSTHROUGH):
                 raise ConfigError(f"cluster {c['name']!r}: pushed twice")
-            snap.clusters[c["name"]] = build_cluster(c, assignments)
+            prev = previous.clusters.get(c["name"]) if previous is not None else None
+            snap.clusters[c["name"]] = build_cluster(c, assignments, prev)
         for rc in resources.get(ROUTE_TYPE, []):
             table = compile_route_config(rc)
             if table.name in snap.routes:

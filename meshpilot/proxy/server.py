@@ -166,14 +166,10 @@ class Proxy:
 
     async def apply(self, resources: dict[str, list[Any]], versions: dict[str, str]) -> None:
         """Compile, bind new listeners, swap. Raises ConfigError with nothing changed."""
-        snap = Snapshot.build(resources, versions)
         old = self.snapshot
+        snap = Snapshot.build(resources, versions, previous=old)
         for c in snap.clusters.values():
-            c.stats = self.cluster_stats.setdefault(c.name, c.stats)
-            prev = old.clusters.get(c.name)
-            if c.type == "STRICT_DNS" and prev is not None and prev.type == "STRICT_DNS":
-                if prev.raw.get("load_assignment") == c.raw.get("load_assignment"):
-                    c.set_hosts(prev.hosts)  # keep serving the last answers; no gap until the next lookup
+            c.stats = self.cluster_stats.get(c.name) or c.stats  # counters outlive the push
         wanted = {lc.bind_key: lc for lc in snap.listeners.values()}
         new_servers: dict[tuple[str, int], asyncio.Server] = {}
         for key, lc in wanted.items():
@@ -193,6 +189,10 @@ class Proxy:
             if old.versions.get(type_url) != v:
                 self.last_updated[type_url] = now
         self.snapshot = snap
+        # Only the clusters in the config keep counters (Envoy frees a removed cluster's stats
+        # scope), so a mesh that churns through services does not grow the proxy forever; a
+        # cluster pushed again later starts from zero, as in Envoy.
+        self.cluster_stats = {name: c.stats for name, c in snap.clusters.items()}
         for key, srv in new_servers.items():
             self.servers[key] = (wanted[key].name, srv)
         for key, (_, srv) in list(self.servers.items()):
