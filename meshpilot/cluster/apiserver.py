@@ -998,17 +998,12 @@ class ApiServer:
             if not path.exists():
                 raise bad_request(f"previous terminated container in pod {target.name!r} not found")
         follow = request.query.get("follow") in ("true", "1")
-        tail_text = request.query.get("tailLines")
-        try:
-            tail = int(tail_text) if tail_text else None
-        except ValueError:
-            raise bad_request(f"invalid tailLines {tail_text!r}") from None
+        tail = _log_query_int(request, "tailLines", minimum=0)
+        limit = _log_query_int(request, "limitBytes", minimum=1)
         if not follow:
-            data = path.read_bytes() if path.exists() else b""
-            return web.Response(body=_tail_of(data, tail), content_type="text/plain")
+            return await self._send_log(request, path, tail, limit)
         # what is there now and what follows come through one handle: nothing falls in between
-        follower = LogFollower(path)
-        data = _tail_of(follower.read(), tail)
+        follower = LogFollower(path, tail_lines=tail)
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
         task = asyncio.current_task()
@@ -1017,14 +1012,15 @@ class ApiServer:
             await response.prepare(request)
             if task is not None:
                 self._streams.add(task)
-            if data:
-                await response.write(data)
-            while True:
-                await asyncio.sleep(0.2)
-                chunk = follower.read()
+            remaining = limit
+            while remaining is None or remaining > 0:
+                chunk = follower.read(_LOG_CHUNK if remaining is None else min(_LOG_CHUNK, remaining))
                 if chunk:
                     await response.write(chunk)
+                    if remaining is not None:
+                        remaining -= len(chunk)
                     continue
+                await asyncio.sleep(0.2)
                 try:
                     current = self.store.get(target.key, target.namespace, target.name)
                 except NotFound:
@@ -1039,6 +1035,39 @@ class ApiServer:
                 self._streams.discard(task)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
+        return response
+
+    async def _send_log(
+        self, request: web.Request, path: Path, tail: int | None, limit: int | None
+    ) -> web.StreamResponse:
+        """A finished read of a log: its last ``tail`` lines, at most ``limit`` bytes, in chunks.
+
+        Container logs grow without bound, so the file is never read whole: the start of the last
+        lines is found by reading blocks backwards from the end, and from there the bytes go out
+        one chunk at a time up to the size the file had when the request came.
+        """
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            response.content_length = 0
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = 0 if tail is None else _tail_offset(handle, tail, size)
+            remaining = size - start if limit is None else min(size - start, limit)
+            handle.seek(start)
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            while remaining > 0:
+                chunk = handle.read(min(_LOG_CHUNK, remaining))
+                if not chunk:
+                    break  # truncated while we read
+                remaining -= len(chunk)
+                await response.write(chunk)
+        await response.write_eof()
         return response
 
     # ------------------------------------------------------------ meshpilot apply
@@ -1180,11 +1209,50 @@ class ApiServer:
         }
 
 
-def _tail_of(data: bytes, lines: int | None) -> bytes:
-    """The last ``lines`` lines of ``data`` (all of it for None), as ``tailLines`` asks."""
-    if lines is None:
-        return data
-    return b"".join(data.splitlines(keepends=True)[-lines:]) if lines > 0 else b""
+_LOG_CHUNK = 64 * 1024
+"""Bytes read from a log file at a time, so serving a large log never holds it in memory."""
+
+
+def _log_query_int(request: web.Request, name: str, *, minimum: int) -> int | None:
+    """An integer query parameter of ``pods/log`` (None when absent), refused below ``minimum``."""
+    text = request.query.get(name)
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"invalid {name} {text!r}: expected an integer") from None
+    if value < minimum:
+        raise bad_request(f"invalid {name} {value}: must be at least {minimum}")
+    return value
+
+
+def _tail_offset(handle: BinaryIO, lines: int, size: int) -> int:
+    """Where the last ``lines`` lines of the open file (``size`` bytes) start, as ``tailLines`` asks.
+
+    Blocks are read backwards from the end until enough newlines are seen, so the cost follows
+    the tail asked for, not the length of the log. A newline that ends the file closes the last
+    line rather than starting an empty one.
+    """
+    if lines <= 0:
+        return size
+    pos = size
+    if size > 0:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            pos = size - 1
+    seen = 0
+    while pos > 0:
+        start = max(0, pos - _LOG_CHUNK)
+        handle.seek(start)
+        block = handle.read(pos - start)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            seen += 1
+            if seen == lines:
+                return start + index + 1
+        pos = start
+    return 0
 
 
 class LogFollower:
@@ -1195,18 +1263,23 @@ class LogFollower:
     start. Reading by offset into whatever file has the name would skip the head of the new one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, tail_lines: int | None = None) -> None:
         self.path = path
         self._file: BinaryIO | None = None
+        self._tail_lines = tail_lines  # applies to the instance open first only
 
-    def read(self) -> bytes:
-        """What was written since the last call (empty when nothing was)."""
+    def read(self, size: int = -1) -> bytes:
+        """What was written since the last call, at most ``size`` bytes (empty when nothing was)."""
         if self._file is None:
             try:
                 self._file = open(self.path, "rb")
             except FileNotFoundError:
                 return b""
-        chunk = self._file.read()
+            if self._tail_lines is not None:
+                end = os.fstat(self._file.fileno()).st_size
+                self._file.seek(_tail_offset(self._file, self._tail_lines, end))
+            self._tail_lines = None
+        chunk = self._file.read(size)
         if chunk:
             return chunk
         try:
@@ -1216,10 +1289,10 @@ class LogFollower:
         if named.st_ino != os.fstat(self._file.fileno()).st_ino:
             self._file.close()
             self._file = None
-            return self.read()
+            return self.read(size)
         if named.st_size < self._file.tell():
             self._file.seek(0)  # truncated in place: start over
-            return self._file.read()
+            return self._file.read(size)
         return b""
 
     def close(self) -> None:

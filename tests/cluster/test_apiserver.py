@@ -329,6 +329,77 @@ def test_follow_logs_streams_appended_lines(client: Client, apiserver: Any) -> N
     assert list(lines) == []  # the stream ends when the pod is gone
 
 
+def _write_log(apiserver: Any, name: str, text: str) -> None:
+    log_file = apiserver.info.pods_dir / "default" / name / "main.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text(text)
+
+
+def test_plain_logs_serve_tail_lines_and_limit_bytes_in_chunks(client: Client, apiserver: Any) -> None:
+    name = unique("biglog")
+    client.create(ready_pod(name, name))
+    lines = [f"line {i:06d} " + "x" * 40 for i in range(20_000)]  # ~1 MB: many read chunks
+    _write_log(apiserver, name, "\n".join(lines) + "\n")
+    url = f"{apiserver.url}/api/v1/namespaces/default/pods/{name}/log"
+    headers = {"Authorization": f"Bearer {apiserver.token}"}
+    with httpx.Client(headers=headers, timeout=10) as http:
+        whole = http.get(url)
+        assert whole.status_code == 200 and whole.text.splitlines() == lines
+        assert whole.headers.get("transfer-encoding") == "chunked"  # streamed, not one buffer
+        tail = http.get(url, params={"tailLines": "3"})
+        assert tail.text == "\n".join(lines[-3:]) + "\n"
+        assert http.get(url, params={"tailLines": "0"}).text == ""
+        limited = http.get(url, params={"limitBytes": "100"})
+        assert limited.content == whole.content[:100]
+        both = http.get(url, params={"tailLines": "2", "limitBytes": "10"})
+        assert both.text == lines[-2][:10]
+        for bad in ({"tailLines": "-1"}, {"limitBytes": "0"}, {"limitBytes": "ten"}):
+            refused = http.get(url, params=bad)
+            assert refused.status_code == 400, bad
+            assert next(iter(bad)) in refused.json()["message"]
+    client.delete("pods", name, grace_period_seconds=0)
+
+
+def test_tail_offset_reads_only_the_end_of_a_large_log(tmp_path: Any) -> None:
+    from meshpilot.cluster import apiserver as module
+
+    path = tmp_path / "big.log"
+    path.write_bytes(b"y" * 4_000_000 + b"\na\nb\nc")
+    with path.open("rb") as raw:
+        read = 0
+
+        class Counting:
+            def seek(self, offset: int) -> int:
+                return raw.seek(offset)
+
+            def read(self, size: int = -1) -> bytes:
+                nonlocal read
+                data = raw.read(size)
+                read += len(data)
+                return data
+
+        size = path.stat().st_size
+        assert module._tail_offset(Counting(), 2, size) == size - 3  # type: ignore[arg-type]
+        assert read < 2 * module._LOG_CHUNK
+        assert module._tail_offset(Counting(), 5, size) == 0  # type: ignore[arg-type]
+
+
+def test_follow_logs_honours_tail_lines_and_limit_bytes(client: Client, apiserver: Any) -> None:
+    name = unique("followtail")
+    client.create(ready_pod(name, name))
+    _write_log(apiserver, name, "one\ntwo\nthree\n")
+    lines = client.follow_logs(name, tail_lines=1)
+    assert next(lines) == "three"
+    lines.close()
+    url = f"{apiserver.url}/api/v1/namespaces/default/pods/{name}/log"
+    headers = {"Authorization": f"Bearer {apiserver.token}"}
+    with httpx.Client(headers=headers, timeout=10) as http:
+        # the stream ends once limitBytes are sent, though the pod is still there
+        limited = http.get(url, params={"follow": "true", "limitBytes": "6"})
+        assert limited.text == "one\ntw"
+    client.delete("pods", name, grace_period_seconds=0)
+
+
 async def test_async_client_roundtrip(apiserver: Any) -> None:
     import asyncio
 
