@@ -507,6 +507,14 @@ def describe(
 @click.option("--ignore-not-found", is_flag=True, help="a missing object is not an error")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="wait until the objects are gone")
 @click.option("--timeout", default="60s", show_default=True, help="how long --wait waits")
+@click.option(
+    "--grace-period",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="seconds a pod gets to terminate (-1: its own terminationGracePeriodSeconds; 0 needs --force)",
+)
+@click.option("--force", is_flag=True, help="remove immediately, without waiting for the processes to end")
 @namespace_options
 @context_option
 @click.pass_context
@@ -520,11 +528,14 @@ def delete(
     ignore_not_found: bool,
     wait: bool,
     timeout: str,
+    grace_period: int,
+    force: bool,
     namespace: str | None,
     context: str | None,
 ) -> None:
     """Delete objects by name, by file (-f) or by selector."""
     deadline_seconds = parse_timeout(timeout)
+    grace = delete_grace(grace_period, force)
     targets: list[tuple[Any, str, str | None]] = []
     session = open_session(ctx, context, namespace)
     if filenames:
@@ -550,11 +561,17 @@ def delete(
     else:
         for ref in refs_from_args(args):
             targets.append((ref.info, ref.name, session.namespace if ref.info.namespaced else None))
+    if grace == 0:
+        click.echo(
+            "Warning: Immediate deletion does not wait for confirmation that the running resource has "
+            "been terminated. The resource may continue to run on the cluster indefinitely.",
+            err=True,
+        )
     errors: list[str] = []
     deleted: list[tuple[Any, str, str | None]] = []
     for info, name, ns in targets:
         ref = Ref(info, name)
-        if session.delete(info, name, ns):
+        if session.delete(info, name, ns, grace_period_seconds=grace):
             click.echo(f"{ref.quoted} deleted")
             deleted.append((info, name, ns))
         elif not ignore_not_found:
@@ -568,6 +585,21 @@ def delete(
                 time.sleep(0.2)
     if errors:
         raise CliError("\n".join(errors), prefix="")
+
+
+def delete_grace(grace_period: int, force: bool) -> int | None:
+    """The ``gracePeriodSeconds`` to send for ``--grace-period``/``--force``, as kubectl decides it.
+
+    None leaves each pod its own terminationGracePeriodSeconds. A bare 0 becomes 1 so that a
+    typo cannot skip the termination of running processes; only ``--force`` deletes at once.
+    """
+    if grace_period < -1:
+        fail(f"invalid --grace-period {grace_period}: must be -1 (the object's own) or at least 0")
+    if force and grace_period < 0:
+        return 0
+    if grace_period == 0 and not force:
+        return 1
+    return grace_period if grace_period >= 0 else None
 
 
 def parse_timeout(text: str) -> float:

@@ -77,10 +77,14 @@ class Session:
                     raise
         raise CliError(f"{info.kind} {name!r} kept changing while rolling back; try again")
 
-    def delete(self, info: Any, name: str, namespace: str | None) -> bool:
+    def delete(
+        self, info: Any, name: str, namespace: str | None, *, grace_period_seconds: int | None = None
+    ) -> bool:
         """True when deleted (or deletion started), False when it did not exist."""
         try:
-            self.client.delete(info, name, namespace or self.namespace)
+            self.client.delete(
+                info, name, namespace or self.namespace, grace_period_seconds=grace_period_seconds
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return False

@@ -751,3 +751,62 @@ def test_reference_text_shell_idioms(examples: Any) -> None:
         "jsonpath={.metadata.name}",
     )
     assert got.strip() == "frontend-service"
+
+
+def _stubborn_pod(cluster: Any, name: str) -> None:
+    """A pod whose process ignores SIGTERM and asks for 30 s to terminate."""
+    ignore_term = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    cluster.client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "terminationGracePeriodSeconds": 30,
+                "containers": [
+                    {"name": "main", "image": "local", "command": [sys.executable, "-c", ignore_term]}
+                ],
+            },
+        }
+    )
+
+
+def test_delete_grace_period_and_force_like_kubectl(cluster: Any) -> None:
+    pods = ("", "pods")
+    _stubborn_pod(cluster, "grace-seven")
+    _stubborn_pod(cluster, "grace-zero")
+    _stubborn_pod(cluster, "forced")
+    try:
+        out = run_ok(cluster, "delete", "pod", "grace-seven", "--grace-period", "7", "--no-wait")
+        assert out.strip() == 'pod "grace-seven" deleted'
+        assert cluster.client.get(pods, "grace-seven")["metadata"]["deletionGracePeriodSeconds"] == 7
+        # kubectl turns a bare --grace-period=0 into 1: only --force skips termination
+        run_ok(cluster, "delete", "pod", "grace-zero", "--grace-period=0", "--no-wait")
+        zero = cluster.client.get(pods, "grace-zero", "default") if _exists(cluster, "grace-zero") else None
+        assert zero is None or zero["metadata"]["deletionGracePeriodSeconds"] == 1
+        started = time.monotonic()
+        forced = cluster.cli("delete", "pod", "forced", "--force", "--grace-period=0")
+        assert forced.exit_code == 0, forced.stderr
+        assert forced.stdout.strip() == 'pod "forced" deleted'
+        assert forced.stderr.startswith(
+            "Warning: Immediate deletion does not wait for confirmation that the running resource has been"
+            " terminated."
+        )
+        assert not _exists(cluster, "forced") and time.monotonic() - started < 10
+        bad = cluster.cli("delete", "pod", "grace-seven", "--grace-period", "-5")
+        assert bad.exit_code == 1 and "--grace-period" in bad.stderr and bad.stderr.count("\n") == 1
+    finally:
+        for name in ("grace-seven", "grace-zero", "forced"):
+            cluster.cli("delete", "pod", name, "--force", "--ignore-not-found", "--no-wait")
+
+
+def _exists(cluster: Any, name: str) -> bool:
+    from meshpilot.client import ApiError
+
+    try:
+        cluster.client.get(("", "pods"), name, "default")
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
