@@ -104,7 +104,8 @@ class ControlPlane:
         self.clock = clock
         self.metrics = PilotMetrics()
         self.debouncer = Debouncer(debounce_after, debounce_max)
-        self.snapshot: Snapshot | None = None
+        self._snapshot: Snapshot | None = None
+        self._snapshot_source: Callable[[], Snapshot] | None = None
         self.registry: Registry | None = None
         self.push_version = ""
         self.peers: dict[str, _Peer] = {}
@@ -131,9 +132,24 @@ class ControlPlane:
 
     # --- input ------------------------------------------------------------------------------
 
-    def update(self, snapshot: Snapshot, changed: set[str] | None = None) -> None:
-        """A new view of the cluster; ``changed`` are ``Kind/ns/name`` keys (None = everything)."""
-        self.snapshot = snapshot
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The latest view of the cluster, built from a lazy source on first read after an update."""
+        if self._snapshot_source is not None:
+            self._snapshot, self._snapshot_source = self._snapshot_source(), None
+        return self._snapshot
+
+    def update(self, snapshot: Snapshot | Callable[[], Snapshot], changed: set[str] | None = None) -> None:
+        """A new view of the cluster; ``changed`` are ``Kind/ns/name`` keys (None = everything).
+
+        ``snapshot`` may be a function that builds one: the watcher passes its ``snapshot`` method,
+        so a burst of watch events the debouncer folds into one push copies the cache once, when
+        the push reads it, instead of once per event.
+        """
+        if isinstance(snapshot, Snapshot):
+            self._snapshot, self._snapshot_source = snapshot, None
+        else:
+            self._snapshot_source = snapshot
         self.metrics.push_triggers.inc("full" if changed is None else "incremental")
         self.debouncer.add(changed, self.clock())
         self._wake.set()

@@ -63,12 +63,17 @@ def mesh_configmap_name(revision: str) -> str:
 
 
 class RegistryWatcher:
-    """Keeps a cache of every watched kind and reports snapshots with the keys that changed."""
+    """Keeps a cache of every watched kind and reports changes with the keys that changed.
+
+    ``on_change(build, changed)`` gets ``build``, a function returning a ``Snapshot`` of the cache
+    as it is when called (``ControlPlane.update`` accepts it): copying every list on each watch
+    event would be wasted on the many events one debounced push coalesces.
+    """
 
     def __init__(
         self,
         client: AsyncClient,
-        on_change: Callable[[Snapshot, set[str] | None], None],
+        on_change: Callable[[Callable[[], Snapshot], set[str] | None], None],
         *,
         revision: str = "default",
         cluster_id: str = DEFAULT_CLUSTER_ID,
@@ -132,7 +137,7 @@ class RegistryWatcher:
             return
         if changed is not None and not changed:
             return
-        self.on_change(self.snapshot(), changed)
+        self.on_change(self.snapshot, changed)
 
     # --- applying list results and events (sans-IO, tested directly) --------------------------
 
@@ -152,7 +157,7 @@ class RegistryWatcher:
         self._listed.add(kind.kind)
         if first and self._listed >= {k.kind for k in self.kinds} and not self.synced.is_set():
             self.synced.set()
-            self.on_change(self.snapshot(), None)
+            self.on_change(self.snapshot, None)
             return changed
         if kind.kind == "ConfigMap" and changed:
             self._notify(None)  # the mesh config touches every proxy

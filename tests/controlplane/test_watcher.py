@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cp_helpers import istio, pod, service
 
 from meshpilot.controlplane.registry import Snapshot
+from meshpilot.controlplane.server import ControlPlane
 from meshpilot.controlplane.watcher import KINDS, RegistryWatcher
 
 
@@ -17,8 +19,8 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[Snapshot, set[str] | None]] = []
 
-    def __call__(self, snapshot: Snapshot, changed: set[str] | None) -> None:
-        self.calls.append((snapshot, changed))
+    def __call__(self, build: Callable[[], Snapshot], changed: set[str] | None) -> None:
+        self.calls.append((build(), changed))  # what the cache held at this report
 
 
 def kind(name: str) -> Any:
@@ -68,6 +70,32 @@ def test_events_and_relists_report_the_keys_that_changed() -> None:
     n = len(rec.calls)
     w.apply_list(kind("Pod"), [p2b])
     assert len(rec.calls) == n  # nothing changed: no report
+
+
+async def test_a_burst_of_events_builds_one_snapshot_when_the_push_reads_it() -> None:
+    plane = ControlPlane(istiod_id="istiod-test")
+    w = RegistryWatcher(None, plane.update)  # type: ignore[arg-type]
+    built = 0
+    build = w.snapshot
+
+    def counting() -> Snapshot:
+        nonlocal built
+        built += 1
+        return build()
+
+    w.snapshot = counting  # type: ignore[method-assign]
+    for k in KINDS:
+        w.apply_list(k, [])
+    for i in range(200):
+        w.apply_event(kind("Pod"), "ADDED", with_rv(pod(f"p{i}", "prod", f"127.1.2.{i % 250}", {}), str(i)))
+    assert built == 0  # 201 reports, not one copy of the cache yet
+    snap = plane.snapshot
+    assert built == 1 and snap is not None and len(snap.pods) == 200  # every event is in it
+    assert plane.snapshot is snap and built == 1  # read again without a change: the same one
+    w.apply_event(kind("Pod"), "DELETED", with_rv(pod("p0", "prod", "127.1.2.0", {}), "300"))
+    assert plane.snapshot is not snap and built == 2 and len(plane.snapshot.pods) == 199
+    plane.update(Snapshot())  # a ready-made snapshot still works as before
+    assert plane.snapshot == Snapshot() and built == 2
 
 
 def test_mesh_config_comes_from_the_revisions_configmap_and_bad_yaml_keeps_the_last() -> None:
