@@ -87,7 +87,7 @@ def rollback_revision(deployment: Obj, replica_sets: list[Obj], to_revision: int
         older = sorted(by_revision)[:-1]
         if not older:
             raise LookupError(
-                f"no rollout history found for deployment {_metadata(deployment).get('name', '')!r}"
+                f'no rollout history found for deployment "{_metadata(deployment).get("name", "")}"'
             )
         to_revision = older[-1]
     return to_revision, template_without_hash(by_revision[to_revision].get("spec", {}).get("template", {}))

@@ -101,16 +101,6 @@ def refs_from_args(args: Sequence[str], *, default_kind: str | None = None) -> l
     return [Ref(info, name) for name in args[1:]]
 
 
-def deployment_ref(args: Sequence[str]) -> Ref:
-    refs = refs_from_args(args)
-    if len(refs) != 1:
-        fail("expected exactly one deployment, e.g. deployment/productcatalog-v1")
-    ref = refs[0]
-    if ref.info.kind != "Deployment":
-        fail(f"{ref.info.kind} is not supported here: only deployments")
-    return ref
-
-
 # --- reading manifests -------------------------------------------------------------------------
 
 
@@ -683,17 +673,21 @@ def rollout() -> None:
     """Manage the rollout of a Deployment: restart, status, undo, history."""
 
 
-def rollout_refs(session: Session, args: Sequence[str], selector: str | None) -> list[Ref] | None:
+def rollout_refs(
+    session: Session, args: Sequence[str], selector: str | None, *, announce_empty: bool = True
+) -> list[Ref] | None:
     """The Deployments a rollout verb acts on: named ones, or, as kubectl, every one of the namespace
     (``rollout restart deployment -n NS``, optionally ``-l SELECTOR``). None when a bare type found
-    nothing (kubectl's ``No resources found in NS namespace.`` has been printed, exit 0)."""
+    nothing (exit 0; restart and status print kubectl's ``No resources found in NS namespace.``,
+    undo and history print nothing, as kubectl's do)."""
     if len(args) == 1 and "/" not in args[0]:
         info = resolve_kind(args[0])
         if info.kind != "Deployment":
             fail(f"{info.kind} is not supported here: only deployments")
         found = session.list(info, session.namespace, selector)
         if not found:
-            click.echo(f"No resources found in {session.namespace} namespace.", err=True)
+            if announce_empty:
+                click.echo(f"No resources found in {session.namespace} namespace.", err=True)
             return None
         return [Ref(info, obj["metadata"]["name"]) for obj in found]
     if selector:
@@ -785,64 +779,94 @@ def _replica_sets_near(session: Session, dep: Obj) -> list[Obj]:
 @rollout.command("history")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--revision", type=int, default=0, help="show the pod template of this revision")
+@click.option("-l", "--selector", default=None, help="only the Deployments matching this label selector")
 @namespace_options
 @context_option
 @click.pass_context
 @reports_errors
 def rollout_history(
-    ctx: click.Context, args: tuple[str, ...], revision: int, namespace: str | None, context: str | None
+    ctx: click.Context,
+    args: tuple[str, ...],
+    revision: int,
+    selector: str | None,
+    namespace: str | None,
+    context: str | None,
 ) -> None:
-    """List a Deployment's revisions (from its ReplicaSets)."""
-    ref = deployment_ref(args)
+    """List a Deployment's revisions (from its ReplicaSets); a bare ``deployment`` lists each
+    Deployment of the namespace in turn, as kubectl does."""
     session = open_session(ctx, context, namespace)
-    dep = session.get(ref.info, ref.name, session.namespace)
-    history = rollout_logic.history(dep, _replica_sets_near(session, dep))
-    if revision:
-        match = [rs for rs in history if rollout_logic.revision_of(rs) == revision]
-        if not match:
-            fail(f"unable to find the specified revision {revision}")
-        click.echo(f"{ref.display} with revision #{revision}")
-        template = match[0].get("spec", {}).get("template", {})
-        click.echo(printers.to_yaml(template), nl=False)
-        return
-    click.echo(ref.display)
-    rows = [
-        [
-            str(rollout_logic.revision_of(rs)),
-            (rs["metadata"].get("annotations") or {}).get(rollout_logic.CHANGE_CAUSE, "<none>"),
+    errors: list[str] = []
+    for ref in rollout_refs(session, args, selector, announce_empty=False) or []:
+        dep = session.get(ref.info, ref.name, session.namespace)
+        history = rollout_logic.history(dep, _replica_sets_near(session, dep))
+        if revision:
+            match = [rs for rs in history if rollout_logic.revision_of(rs) == revision]
+            if not match:
+                errors.append(f"unable to find the specified revision {revision}")
+                continue
+            click.echo(f"{ref.display} with revision #{revision}")
+            template = match[0].get("spec", {}).get("template", {})
+            click.echo(printers.to_yaml(template))
+            continue
+        click.echo(f"{ref.display} ")  # kubectl's header ends with a space
+        rows = [
+            [
+                str(rollout_logic.revision_of(rs)),
+                (rs["metadata"].get("annotations") or {}).get(rollout_logic.CHANGE_CAUSE, "<none>"),
+            ]
+            for rs in history
         ]
-        for rs in history
-    ]
-    click.echo(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
+        click.echo(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
+        click.echo("")
+    _fail_with(errors)
 
 
 @rollout.command("undo")
 @click.argument("args", nargs=-1, required=True)
 @click.option("--to-revision", type=int, default=0, help="the revision to roll back to (0: the previous one)")
+@click.option("-l", "--selector", default=None, help="only the Deployments matching this label selector")
 @namespace_options
 @context_option
 @click.pass_context
 @reports_errors
 def rollout_undo(
-    ctx: click.Context, args: tuple[str, ...], to_revision: int, namespace: str | None, context: str | None
+    ctx: click.Context,
+    args: tuple[str, ...],
+    to_revision: int,
+    selector: str | None,
+    namespace: str | None,
+    context: str | None,
 ) -> None:
-    """Roll a Deployment's pod template back to an earlier revision."""
-    ref = deployment_ref(args)
+    """Roll a Deployment's pod template back to an earlier revision; a bare ``deployment`` rolls
+    back every Deployment of the namespace, as kubectl does (one without history is an error
+    reported at the end, after the others are rolled back)."""
     session = open_session(ctx, context, namespace)
-    dep = session.get(ref.info, ref.name, session.namespace)
-    try:
-        revision, template = rollout_logic.rollback_revision(
-            dep, _replica_sets_near(session, dep), to_revision
-        )
-    except LookupError as exc:
-        fail(str(exc))
-    if rollout_logic.same_template(dep.get("spec", {}).get("template", {}), template):
-        click.echo(f"{ref.display} skipped rollback (current template already matches revision {revision})")
-        return
-    # A merge patch cannot remove list items or keys the old template lacked, so the template is
-    # replaced whole: null first clears the current one inside the same patch document's semantics.
-    session.replace_template(ref.info, ref.name, session.namespace, template)
-    click.echo(f"{ref.display} rolled back")
+    errors: list[str] = []
+    for ref in rollout_refs(session, args, selector, announce_empty=False) or []:
+        dep = session.get(ref.info, ref.name, session.namespace)
+        try:
+            revision, template = rollout_logic.rollback_revision(
+                dep, _replica_sets_near(session, dep), to_revision
+            )
+        except LookupError as exc:
+            errors.append(str(exc.args[0]) if exc.args else str(exc))
+            continue
+        if rollout_logic.same_template(dep.get("spec", {}).get("template", {}), template):
+            click.echo(
+                f"{ref.display} skipped rollback (current template already matches revision {revision})"
+            )
+            continue
+        # A merge patch cannot remove list items or keys the old template lacked, so the template
+        # is replaced whole.
+        session.replace_template(ref.info, ref.name, session.namespace, template)
+        click.echo(f"{ref.display} rolled back")
+    _fail_with(errors)
+
+
+def _fail_with(errors: Sequence[str]) -> None:
+    """End with exit 1 and one ``error:`` line per failure, once every target has been handled."""
+    if errors:
+        raise CliError("\n".join(f"error: {e}" for e in errors), prefix="")
 
 
 # --- scale -------------------------------------------------------------------------------------

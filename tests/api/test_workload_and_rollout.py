@@ -63,7 +63,7 @@ def test_history_and_undo_consider_only_the_deployments_own_replicasets() -> Non
     assert rollout.rollback_revision(DEP, mine, to_revision=1)[0] == 1
     with pytest.raises(LookupError, match="unable to find specified revision 4 in history"):
         rollout.rollback_revision(DEP, mine + others, to_revision=4)
-    with pytest.raises(LookupError, match="no rollout history found for deployment 'web'"):
+    with pytest.raises(LookupError, match='no rollout history found for deployment "web"'):
         rollout.rollback_revision(DEP, [_rs(1, "a")])
 
 

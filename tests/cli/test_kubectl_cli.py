@@ -351,7 +351,7 @@ def test_rollout_restart_status_history_undo(examples: Any) -> None:
         return dict(dep["spec"]["template"]["metadata"].get("annotations") or {})
 
     before = run_ok(examples, "rollout", "history", deploy, "-n", "production").strip().splitlines()
-    assert before[0] == "deployment.apps/productcatalog-v2"
+    assert before[0] == "deployment.apps/productcatalog-v2 "  # kubectl's header ends with a space
     assert before[1].split() == ["REVISION", "CHANGE-CAUSE"]
     revisions_before = [int(line.split()[0]) for line in before[2:]]
 

@@ -88,3 +88,57 @@ def test_nothing_to_restart_is_not_an_error(cluster: Any) -> None:
     )
     status = cluster.cli("rollout", "status", "deployment", "-n", "kube-public")
     assert (status.exit_code, status.stderr) == (0, "No resources found in kube-public namespace.\n")
+
+
+def test_history_and_undo_without_a_name_act_on_each_deployment(cluster: Any, ns: str) -> None:
+    """Output checked against kubectl 1.32 on the same cluster: one block per Deployment for
+    history; undo rolls back each one with history and reports the others after, exit 1."""
+    restarted = cluster.cli("rollout", "restart", "deployment/alpha", "-n", ns)
+    assert restarted.exit_code == 0, restarted.stderr
+    status = cluster.cli("rollout", "status", "deployment", "-n", ns, "--timeout", "90s")
+    assert status.exit_code == 0, status.stderr
+
+    history = cluster.cli("rollout", "history", "deployment", "-n", ns)
+    assert (history.exit_code, history.stderr) == (0, "")
+    beta_revisions = [
+        line.split()[0]
+        for line in history.stdout.split("deployment.apps/beta \n")[1].splitlines()[1:]
+        if line
+    ]
+    assert history.stdout == (
+        "deployment.apps/alpha \nREVISION   CHANGE-CAUSE\n"
+        + "".join(
+            f"{r}          <none>\n" for r in _revisions(history.stdout.split("deployment.apps/beta")[0])
+        )
+        + "\ndeployment.apps/beta \nREVISION   CHANGE-CAUSE\n"
+        + "".join(f"{r}          <none>\n" for r in beta_revisions)
+        + "\n"
+    )
+    only = cluster.cli("rollout", "history", "deploy", "-n", ns, "-l", "tier=db")
+    assert only.exit_code == 0 and only.stdout.startswith("deployment.apps/beta \n")
+    assert "alpha" not in only.stdout
+    nothing = cluster.cli("rollout", "history", "deployment", "-n", ns, "-l", "tier=none")
+    assert (nothing.exit_code, nothing.stdout, nothing.stderr) == (0, "", "")
+
+    alpha_before = cluster.client.get(("apps", "deployments"), "alpha", ns)["metadata"]["generation"]
+    restarted_before = restarted_at(cluster, ns, "alpha")
+    undo = cluster.cli("rollout", "undo", "deployment", "-n", ns, "-l", "tier=web")
+    assert (undo.exit_code, undo.stdout, undo.stderr) == (0, "deployment.apps/alpha rolled back\n", "")
+    assert cluster.client.get(("apps", "deployments"), "alpha", ns)["metadata"]["generation"] > alpha_before
+    assert restarted_at(cluster, ns, "alpha") != restarted_before  # the template went back
+
+    # gamma has one revision only: like kubectl, the others are still rolled back, gamma is an
+    # error at the end
+    added = cluster.cli("apply", "-f", "-", input=DEPLOYMENT.format(name="gamma", ns=ns, tier="solo"))
+    assert added.exit_code == 0, added.stderr
+    every = cluster.cli("rollout", "undo", "deployment", "-n", ns)
+    assert every.exit_code == 1
+    assert [line.split()[0] for line in every.stdout.splitlines()] == [
+        "deployment.apps/alpha",
+        "deployment.apps/beta",
+    ]
+    assert every.stderr == 'error: no rollout history found for deployment "gamma"\n'
+
+
+def _revisions(block: str) -> list[str]:
+    return [line.split()[0] for line in block.splitlines()[2:] if line.strip()]
