@@ -18,6 +18,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing
 import os
@@ -713,6 +714,14 @@ def run_load(
         procs.append(proc)
     try:
         return _drive(opts, pipes, procs, on_progress, on_started)
+    except BaseException:
+        # A worker that is ready waits for its start signal; without a word it would only go when
+        # killed after the join timeout below, 2 s each. "stop" ends it (and one still warming up
+        # finds it queued when it is done). A pipe whose worker has gone just refuses the word.
+        for pipe in pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("stop",))
+        raise
     finally:
         for proc in procs:
             proc.join(timeout=2)
