@@ -64,7 +64,7 @@ _TYPE_WORDS = {
 
 
 def _unwrap(annotation: Any) -> Any:
-    """The model class a field leads to, seen through Optional, list, dict and Annotated."""
+    """A field's type seen through Optional and Annotated (list and dict are left to the caller)."""
     while True:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 import typing
 from typing import Any
 
@@ -12,6 +11,7 @@ from istio_samples import SAMPLES, STRICTER_THAN_SCHEMA
 from pydantic import BaseModel
 
 from meshpilot.api import InvalidObject, kinds, load_documents, validate
+from meshpilot.api.validation import _unwrap
 
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io")
 ISTIO_KINDS = [k for k in kinds() if k.group in ISTIO_GROUPS]
@@ -91,16 +91,10 @@ def test_documented_cases_where_we_are_stricter_than_the_schema(name: str, text:
 
 
 def _model_of(annotation: Any) -> Any:
+    """The model a field leads to, through Optional and Annotated and into list and dict values."""
     while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return None
-            annotation = args[0]
-        elif origin in (list, dict):
+        annotation = _unwrap(annotation)
+        if typing.get_origin(annotation) in (list, dict):
             annotation = typing.get_args(annotation)[-1]
         else:
             return annotation
