@@ -777,8 +777,9 @@ class Exchange:
             return
         self.cluster = cluster
         if cluster_name == BLACKHOLE:
-            # REGISTRY_ONLY: Istio answers 502 for hosts outside the registry; NR says why.
-            self.local_reply(502, "NR", "cluster_blackhole")
+            # REGISTRY_ONLY: a host outside the registry has no route, so it gets Envoy's no-route
+            # answer, 404 with NR (the metrics still name BlackHoleCluster as the destination).
+            self.local_reply(404, "NR", "route_not_found")
             return
         original_dst = cluster.type == "ORIGINAL_DST"
         if original_dst:

@@ -205,7 +205,7 @@ def test_unknown_hosts_pass_through_or_not_per_outbound_traffic_policy() -> None
     assert resolve(strict, "example.com", 8080) is None  # no virtual host: the listener's fallback
     assert target(resolve(strict, "productcatalog", 8080)) == f"outbound|8080||{PC}"
     listener = next(x for x in strict.listeners if x["name"] == "virtualOutbound")
-    assert listener["cluster"] == "BlackHoleCluster"  # the proxy answers 502 for unknown hosts
+    assert listener["cluster"] == "BlackHoleCluster"  # the proxy answers 404 NR for unknown hosts
 
 
 def test_sidecar_outbound_traffic_policy_overrides_the_mesh() -> None:

@@ -312,15 +312,18 @@ def test_unknown_hosts_pass_through_or_are_blocked_per_outbound_policy(
     try:
         wait_routes(mesh, CATALOG_HOST, absent=("allow_any",))
         _Recorder.seen.clear()
-        # Istio's REGISTRY_ONLY: HTTP to a host outside the registry is answered 502 by the sidecar
-        # (BlackHoleCluster), on a port with routes (80) as on any other port
-        assert get(proxy, "http://unknown.example/").status == 502
-        assert get(proxy, unknown).status == 502
+        # REGISTRY_ONLY: HTTP to a host outside the registry gets Envoy's no-route answer, 404
+        # with flag NR, on a port with routes (80) as on any other port
+        for url in ("http://unknown.example/", unknown):
+            reply = get(proxy, url)
+            assert reply.status == 404, url
         assert _Recorder.seen == []  # nothing leaked out
         blackholed = {
             s.labels["destination_service"]
             for s in parse(mesh.scrape(mesh.frontend))["istio_requests"].samples
-            if s.name == "istio_requests_total" and s.labels["destination_service_name"] == "BlackHoleCluster"
+            if s.name == "istio_requests_total"
+            and s.labels["destination_service_name"] == "BlackHoleCluster"
+            and (s.labels["response_code"], s.labels["response_flags"]) == ("404", "NR")
         }
         assert {"unknown.example", ip} <= blackholed, blackholed
         # registered services keep working
