@@ -212,14 +212,24 @@ class DownstreamProtocol(_BatchedConnection):
     # -- connection events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self._take(cast(asyncio.Transport, transport))  # uvloop's transports do not subclass asyncio's
+        self.proxy.counters.inc(f"listener.{self.local_addr}.downstream_cx_total")
+
+    def adopt(self, transport: asyncio.Transport, write_paused: bool, data: bytes) -> None:
+        """Take over a connection the compiled fast lane (``_fastpath``) accepted, with the bytes
+        it read and did not serve; from here on this connection is ours alone."""
+        self._take(transport)
+        self.write_paused = write_paused
+        if data:
+            self.data_received(data)
+
+    def _take(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.flow = FlowControl(transport)
         self.local_addr, self.local_ip = _addr(transport.get_extra_info("sockname"))
         self.remote_addr, self.remote_ip = _addr(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=HIGH_WATER)
         self.proxy.downstream.add(self)
-        self.proxy.counters.inc(f"listener.{self.local_addr}.downstream_cx_total")
         self._arm(self.proxy.settings.idle_timeout, self._on_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -1094,22 +1104,14 @@ class Exchange:
         if not self.request_done and (self.req_length or self.req_chunked):
             self.close_after = True  # an unread body would be taken for the next request
         close = self.close_after or not self.keep_alive or self.proxy.draining
-        out = [status_line(status)]
-        for k, v in hdrs:
-            out.append(k + b": " + v + b"\r\n")
-        out.append(b"content-length: %d\r\n" % len(body))
-        out.append(self.proxy.date_header)
-        out.append(b"server: istio-envoy\r\n")
         if close:
             self.close_after = True
-            out.append(b"connection: close\r\n")
-        out.append(b"\r\n")
-        if self.method != "HEAD":
-            out.append(body)
+        head_only = self.method == "HEAD"
+        if not head_only:
             self.bytes_sent = len(body)
         self.resp_headers = hdrs
         self.response_started = True
-        self.conn.write(b"".join(out))
+        self.conn.write(local_response(self.proxy, status, body, hdrs, close, head_only))
         self._finish(False)
 
     def _finish(self, reusable: bool) -> None:
@@ -1148,6 +1150,25 @@ class Exchange:
         for chunk in conn.tunnel_buffer:
             up.write(chunk)
         conn.tunnel_buffer.clear()
+
+
+def local_response(
+    proxy: Proxy, status: int, body: bytes, headers: Headers, close: bool, head_only: bool
+) -> bytes:
+    """A whole response made by the proxy itself (both lanes): status line, the given headers,
+    length, Date and Envoy's server name, and the body unless the request was HEAD."""
+    out = [status_line(status)]
+    for k, v in headers:
+        out.append(k + b": " + v + b"\r\n")
+    out.append(b"content-length: %d\r\n" % len(body))
+    out.append(proxy.date_header)
+    out.append(b"server: istio-envoy\r\n")
+    if close:
+        out.append(b"connection: close\r\n")
+    out.append(b"\r\n")
+    if not head_only:
+        out.append(body)
+    return b"".join(out)
 
 
 # Request ids are made 256 at a time: formatting one UUID in Python costs ~8k instructions (a
@@ -1385,13 +1406,18 @@ class Pool:
         "idle",
         "idle_timeout",
         "port",
+        "protocol",
         "proxy",
         "retired",
         "total_connections",
     )
 
-    def __init__(self, proxy: Proxy, address: str, port: int, bind_ip: str | None) -> None:
+    def __init__(
+        self, proxy: Proxy, address: str, port: int, bind_ip: str | None, protocol: Any = None
+    ) -> None:
         self.proxy = proxy
+        # The connections' protocol class: UpstreamProtocol, or the fast lane's FastUpstream.
+        self.protocol = protocol or UpstreamProtocol
         self.address, self.port = address, port
         self.bind_ip = bind_ip
         self.idle: list[UpstreamProtocol] = []
@@ -1428,7 +1454,7 @@ class Pool:
             try:
                 _, up = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: UpstreamProtocol(self), self.address, self.port, local_addr=local
+                        lambda: self.protocol(self), self.address, self.port, local_addr=local
                     ),
                     timeout,
                 )
@@ -1437,7 +1463,7 @@ class Pool:
                     raise
                 # The bind address is not local (e.g. a static bootstrap on another IP): connect unbound.
                 _, up = await asyncio.wait_for(
-                    loop.create_connection(lambda: UpstreamProtocol(self), self.address, self.port), timeout
+                    loop.create_connection(lambda: self.protocol(self), self.address, self.port), timeout
                 )
         # ValueError: a name the resolver cannot even encode (IDNA: a label over 63 characters), which
         # passthrough takes from the client's Host header; it must fail the request, not the task.

@@ -26,6 +26,7 @@ class Host:
     priority: int = 0
     active: int = 0
     pool: Any = field(default=None, repr=False)  # the proxy's connection pool for this address, cached
+    fast_pool: Any = field(default=None, repr=False)  # the same, for the compiled fast lane's connections
     # (cluster name, Istio metric label key, its series table), cached by the proxy's telemetry.
     stats_key: tuple[str, tuple[str, ...], Any] | None = field(default=None, repr=False)
     key: str = field(default="", init=False)  # "address:port", computed once

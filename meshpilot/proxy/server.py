@@ -19,7 +19,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from meshpilot.proxy import lb
@@ -54,6 +54,11 @@ from meshpilot.tasks import spawn
 from meshpilot.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_NAMES
 
 log = logging.getLogger("meshpilot.proxy")
+
+try:
+    from meshpilot.proxy import _fastpath as fastpath  # type: ignore[attr-defined]
+except ImportError:  # not compiled (no C compiler where it was installed): the interpreted lane only
+    fastpath = None
 
 
 @dataclass(slots=True)
@@ -96,8 +101,9 @@ class Proxy:
         self.servers: dict[tuple[str, int], tuple[str, asyncio.Server]] = {}
         self.bound: dict[str, int] = {}  # listener name -> bound port (port 0 picks one)
         self.admin_servers: list[asyncio.Server] = []
-        self.pools: dict[tuple[str, int], Pool] = {}
-        self.downstream: set[DownstreamProtocol] = set()
+        # keyed by (address, port, fast lane?): each lane keeps its own keep-alive connections
+        self.pools: dict[tuple[str, int, bool], Pool] = {}
+        self.downstream: set[Any] = set()  # DownstreamProtocol, or the fast lane's FastDownstream
         self.metrics = IstioMetrics()
         self.counters = Counters()
         self.cluster_stats: dict[str, ClusterStats] = {}
@@ -137,6 +143,10 @@ class Proxy:
         self._dns_task: asyncio.Task[None] | None = None
         self._dns_wakeup = asyncio.Event()
         self.on_quit: Callable[[], None] | None = None
+        # The compiled fast lane for plain requests, unless it is not built or is turned off.
+        self.fastlane: Any = None
+        if fastpath is not None and os.environ.get("MESHPILOT_PROXY_FASTPATH", "1") != "0":
+            self.fastlane = fastpath.FastLane(self)
 
     def next_conn_id(self) -> int:
         return next(self._conn_ids)
@@ -214,9 +224,17 @@ class Proxy:
                 return lc
         return None
 
+    def _connection(self, key: tuple[str, int]) -> asyncio.Protocol:
+        """The protocol for a new connection on a listener: the compiled fast lane when it is
+        built and enabled (it hands anything but plain requests to DownstreamProtocol)."""
+        lc = self._listener_at(key)
+        if self.fastlane is not None and lc is not None:
+            return cast(asyncio.Protocol, fastpath.FastDownstream(self.fastlane, lc))
+        return DownstreamProtocol(self, lc)
+
     async def _listen(self, key: tuple[str, int]) -> asyncio.Server:
         return await self.loop.create_server(
-            lambda: DownstreamProtocol(self, self._listener_at(key)),
+            lambda: self._connection(key),
             key[0],
             key[1],
             reuse_address=True,
@@ -274,8 +292,8 @@ class Proxy:
 
     # -- pools
 
-    def pool_for(self, host: lb.Host, cluster: ClusterState) -> Pool:
-        key = (host.address, host.port)
+    def pool_for(self, host: lb.Host, cluster: ClusterState, fast: bool = False) -> Pool:
+        key = (host.address, host.port, fast)
         pool = self.pools.get(key)
         if pool is None:
             # Upstream connections leave from the pod's own IP, as they would from a real pod. A
@@ -283,9 +301,13 @@ class Proxy:
             ip = self.identity.ip
             loopback_pod = ip.startswith("127.")
             bind = ip if ip and (not loopback_pod or host.address.startswith("127.")) else None
-            pool = self.pools[key] = Pool(self, host.address, host.port, bind)
+            protocol = fastpath.FastUpstream if fast and fastpath is not None else None
+            pool = self.pools[key] = Pool(self, host.address, host.port, bind, protocol)
             pool.idle_timeout = float(cluster.raw.get("idle_timeout", self.settings.upstream_idle_timeout))
-        host.pool = pool
+        if fast:
+            host.fast_pool = pool
+        else:
+            host.pool = pool
         return pool
 
     def release(self, up: UpstreamProtocol, reusable: bool) -> None:
@@ -498,8 +520,11 @@ class Proxy:
         for c in self.snapshot.clusters.values():
             for h in c.hosts:
                 p = f"{c.name}::{h.key}::"
-                pool = self.pools.get((h.address, h.port))
-                cx = len(pool.active) + len(pool.idle) if pool is not None else 0
+                cx = sum(
+                    len(pool.active) + len(pool.idle)
+                    for pool in (self.pools.get((h.address, h.port, fast)) for fast in (False, True))
+                    if pool is not None
+                )
                 out += [
                     f"{p}cx_active::{cx}",
                     f"{p}rq_active::{h.active}",

@@ -482,5 +482,5 @@ async def test_a_passthrough_host_the_resolver_cannot_encode_gets_503_not_a_hang
     while not t.buffer and loop.time() < deadline:
         await asyncio.sleep(0.02)
     assert [r[0] for r in responses(t.buffer)] == [503]
-    pool = proxy.pools.get((host, 80))
+    pool = proxy.pools.get((host, 80, False))
     assert pool is None or pool.connecting == 0
