@@ -1333,3 +1333,66 @@ cdef class FastUpstream:
         x.upstream = None
         self.close()
         x.upstream_failed("UPE", "upstream_reset_after_response_started{protocol_error}", "protocol_error")
+
+
+# --- for tests: the C parsers, seen from Python ------------------------------------------------
+
+
+def parse_request_head(bytes data):
+    """``parse_request`` for tests: None when ``data`` holds no complete head, False when the
+    head is not plain (the interpreted lane would get it), else a dict of what the lane read."""
+    cdef Head h
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef int r = parse_request(p, PyBytes_GET_SIZE(data), &h)
+    if r == 0:
+        return None
+    if r < 0:
+        return False
+    return {
+        "method": data[h.method.start:h.method.end],
+        "target": data[h.target.start:h.target.end],
+        "headers": [(data[h.names[k].start:h.names[k].end].lower(), data[h.values[k].start:h.values[k].end])
+                    for k in range(h.nheaders)],
+        "content_length": h.content_length,
+        "close": h.close,
+        "head_end": h.head_end,
+    }
+
+
+def parse_response_head(bytes data):
+    """``parse_response`` for tests: None (incomplete), False (malformed) or what was read."""
+    cdef Head h
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef int r = parse_response(p, PyBytes_GET_SIZE(data), &h)
+    if r == 0:
+        return None
+    if r < 0:
+        return False
+    return {
+        "status": h.status,
+        "headers": [(data[h.names[k].start:h.names[k].end].lower(), data[h.values[k].start:h.values[k].end])
+                    for k in range(h.nheaders)],
+        "content_length": h.content_length,
+        "chunked": h.chunked,
+        "close": h.close,
+        "head_end": h.head_end,
+    }
+
+
+def scan_chunked(pieces):
+    """Feed chunked-body ``pieces`` to the lane's framing scanner, as successive reads would:
+    (body bytes counted, offset in the last piece where the body ended or None) or False when
+    the framing is invalid."""
+    cdef FastUpstream up = FastUpstream.__new__(FastUpstream)
+    cdef FastExchange x = FastExchange.__new__(FastExchange)
+    cdef Py_ssize_t used = 0
+    cdef bytes piece
+    up.cstate = C_SIZE
+    up.chunk_left = 0
+    for piece in pieces:
+        used = up.scan_chunks(x, <const unsigned char*>PyBytes_AS_STRING(piece), 0, PyBytes_GET_SIZE(piece))
+        if used < 0:
+            return False
+        if up.cstate == C_DONE:
+            return x.bytes_sent, used
+    return x.bytes_sent, None

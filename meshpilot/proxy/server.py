@@ -56,7 +56,7 @@ from meshpilot.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUT
 log = logging.getLogger("meshpilot.proxy")
 
 try:
-    from meshpilot.proxy import _fastpath as fastpath  # type: ignore[attr-defined]
+    from meshpilot.proxy import _fastpath as fastpath
 except ImportError:  # not compiled (no C compiler where it was installed): the interpreted lane only
     fastpath = None
 
@@ -513,7 +513,14 @@ class Proxy:
         }
 
     def cluster_counters(self) -> dict[str, int]:
-        return {f"cluster.{name}.{k}": v for name, st in self.cluster_stats.items() for k, v in st.items()}
+        """Counters kept outside ``self.counters``: per cluster, and the fast lane's own
+        (``meshpilot.fastlane.rq_total``: requests it served, ``.handovers``: connections it gave
+        to the interpreted lane)."""
+        out = {f"cluster.{name}.{k}": v for name, st in self.cluster_stats.items() for k, v in st.items()}
+        if self.fastlane is not None:
+            out["meshpilot.fastlane.rq_total"] = self.fastlane.requests
+            out["meshpilot.fastlane.handovers"] = self.fastlane.handovers
+        return out
 
     def clusters_text(self) -> str:
         out = []
