@@ -434,6 +434,54 @@ cdef char* put_request_headers(char* o, const unsigned char* p, Head* h, bytes a
     return o
 
 
+# --- Istio metrics ------------------------------------------------------------------------------
+
+cdef double DURATION_BOUNDS[32]
+cdef double BYTES_BOUNDS[32]
+cdef int N_DURATION = 0
+cdef int N_BYTES = 0
+
+
+cdef void _init_buckets():
+    """The histogram boundaries of stats.py, as C arrays."""
+    global N_DURATION, N_BYTES
+    from meshpilot.proxy.stats import BYTES_BUCKETS, DURATION_BUCKETS
+
+    N_DURATION = min(len(DURATION_BUCKETS), 32)
+    N_BYTES = min(len(BYTES_BUCKETS), 32)
+    for i in range(N_DURATION):
+        DURATION_BOUNDS[i] = DURATION_BUCKETS[i]
+    for i in range(N_BYTES):
+        BYTES_BOUNDS[i] = BYTES_BUCKETS[i]
+
+
+cdef inline Py_ssize_t bucket(double* bounds, int n, double v) noexcept:
+    """bisect_left: the first boundary >= v (Prometheus' ``le``), n when above them all."""
+    cdef int i = 0
+    while i < n and bounds[i] < v:
+        i += 1
+    return i
+
+
+cdef void observe(object series, double ms, long long req, long long resp):
+    """``IstioMetrics.record_in`` for a series that exists: one request into its counters."""
+    cdef list counts
+    cdef Py_ssize_t i
+    series.count += 1
+    counts = series.dur
+    i = bucket(DURATION_BOUNDS, N_DURATION, ms)
+    counts[i] = counts[i] + 1
+    series.dur_sum += ms
+    counts = series.req
+    i = bucket(BYTES_BOUNDS, N_BYTES, <double>req) if req else 0
+    counts[i] = counts[i] + 1
+    series.req_sum += req
+    counts = series.resp
+    i = bucket(BYTES_BOUNDS, N_BYTES, <double>resp)
+    counts[i] = counts[i] + 1
+    series.resp_sum += resp
+
+
 # --- plans: what a route decides, once per (listener, authority, path) and configuration ----------
 
 
@@ -489,6 +537,10 @@ cdef class FastLane:
     cdef tuple millis
     cdef object downstream_factory
     cdef object upstream_factory
+    # the destination side's last series table, by peer metadata and cluster (one caller, mostly)
+    cdef object last_cluster
+    cdef object last_peer
+    cdef object last_table
     cdef public long long requests     # handled in the lane (tests and /stats read it)
     cdef public long long handovers    # connections given to the interpreted lane
 
@@ -511,12 +563,12 @@ cdef class FastLane:
         self.upstream_factory = FastUpstream
         self.requests = 0
         self.handovers = 0
+        _init_buckets()
 
     def __repr__(self):
         return f"<FastLane requests={self.requests} handovers={self.handovers}>"
 
-    cdef Plan plan_for(self, object lc, bytes authority, bytes path):
-        snap = self.proxy.snapshot
+    cdef Plan plan_for(self, object snap, object lc, bytes authority, bytes path):
         if snap is not self.snapshot:
             self.snapshot = snap
             self.plans = {}
@@ -614,6 +666,8 @@ cdef class FastDownstream:
     cdef readonly str local_addr
     cdef readonly str remote_addr
     cdef readonly str remote_ip
+    cdef object snapshot       # the configuration ``listener`` was read from
+    cdef bint inbound
     cdef FastExchange current
     cdef bytes pending         # bytes of the next request(s), read while one is in flight
     cdef bint reading_paused
@@ -628,6 +682,7 @@ cdef class FastDownstream:
         self.proxy = lane.proxy
         self.listener = listener
         self.listener_name = listener.name
+        self.inbound = listener.direction == "INBOUND"
         self.admin = False
         self.current = None
         self.pending = b""
@@ -694,11 +749,17 @@ cdef class FastDownstream:
         if r != 1 or (h.content_length > 0 and h.head_end + h.content_length > n):
             self.handover(data)
             return
-        if self.proxy.draining:
+        proxy = self.proxy
+        if proxy.draining:
             self.handover(data)
             return
-        lc = self.proxy.snapshot.listeners.get(self.listener_name) or self.listener
-        self.listener = lc
+        snap = proxy.snapshot
+        if snap is not self.snapshot:
+            # a push: the listener's new version, if it is still there (open connections keep the old one)
+            self.snapshot = snap
+            self.listener = snap.listeners.get(self.listener_name) or self.listener
+            self.inbound = self.listener.direction == "INBOUND"
+        lc = self.listener
         # authority and path, from the target (absolute-form) or the Host header
         cdef Py_ssize_t ts = h.target.start, te = h.target.end, i, path_start, q
         cdef bytes authority
@@ -722,7 +783,7 @@ cdef class FastDownstream:
         while q < te and p[q] != 63:  # '?'
             q += 1
         cdef bytes path = PyBytes_FromStringAndSize(<char*>p + path_start, q - path_start) if q > path_start else b"/"
-        cdef Plan plan = self.lane.plan_for(lc, authority, path)
+        cdef Plan plan = self.lane.plan_for(snap, lc, authority, path)
         if plan.kind != P_FORWARD:
             self.handover(data)
             return
@@ -755,7 +816,7 @@ cdef class FastDownstream:
         x.upstream_host = host.key
         x.close_after = h.close
         x.bytes_received = h.content_length if h.content_length > 0 else 0
-        inbound = lc.direction == "INBOUND"
+        inbound = self.inbound
         if inbound and h.peer >= 0:
             x.peer_header = PyBytes_FromStringAndSize(<char*>p + h.values[h.peer].start,
                                                      h.values[h.peer].end - h.values[h.peer].start)
@@ -936,22 +997,35 @@ cdef class FastExchange:
         return self.conn.listener
 
     cdef void begin(self, double timeout):
-        self.host.active += 1
-        self.cluster.stats.upstream_rq_total += 1
         host = self.host
+        host.active += 1
+        self.cluster.stats.upstream_rq_total += 1
         pool = host.fast_pool
         if pool is None or pool.retired:
             pool = self.proxy.pool_for(host, self.cluster, fast=True)
         if timeout > 0:
             self.timer = self.proxy.loop.call_later(timeout, self.on_timeout)
-        up = pool.acquire(self)
+        # Pool.acquire's common case inline: the most recently used idle connection.
+        cdef list idle = pool.idle
+        cdef FastUpstream up
+        while idle:
+            up = idle.pop()
+            if not up.closed:
+                pool.active.add(up)
+                self.send(up)
+                return
+        up = pool.acquire(self)  # none idle: it connects, then calls attach()
         if up is not None:
-            self.attach(up)
+            self.send(up)
 
     def attach(self, FastUpstream up):
+        """The pool connected for us."""
         if self.done:
             up.pool.release(up, True)
             return
+        self.send(up)
+
+    cdef void send(self, FastUpstream up):
         self.upstream = up
         up.exchange = self
         self.upstream_start = now_mono()
@@ -1023,9 +1097,41 @@ cdef class FastExchange:
             self.upstream = None
             up.exchange = None
             up.resume_for_downstream()
-            up.pool.release(up, reusable and not self.close_after)
-        self.proxy.record(self)  # Istio metrics and the cluster's response-flag counters
+            pool = up.pool
+            if reusable and not self.close_after and not up.closed and not self.proxy.draining:
+                # Pool.release's keep-alive case inline
+                pool.active.discard(up)
+                up.idle_since = self.proxy.coarse_now
+                pool.idle.append(up)
+            else:
+                pool.release(up, False)
+        self.record()
         self.conn.exchange_done(self)
+
+    cdef void record(self):
+        """Istio metrics: straight into the series when it exists (the common case), else
+        through the proxy's ``record``, which makes it and counts response flags."""
+        cdef FastLane lane = self.lane
+        cdef bint inbound = self.conn.inbound
+        table = None
+        if not self.flags:
+            if inbound:
+                if self.cluster is lane.last_cluster and self.peer_header == lane.last_peer:
+                    table = lane.last_table
+            else:
+                cached = self.host.stats_key
+                if cached is not None and cached[0] == self.cluster_name:
+                    table = cached[2]
+        if table is not None:
+            series = table.get(self.status)
+            if series is not None:
+                observe(series, (self.end_mono - self.start_mono) * 1000.0, self.bytes_received, self.bytes_sent)
+                return
+        self.proxy.record(self)
+        if inbound and not self.flags:
+            lane.last_cluster = self.cluster
+            lane.last_peer = self.peer_header
+            lane.last_table = self.proxy.series_for(self, self.conn.listener)[1]
 
 
 # --- upstream -----------------------------------------------------------------------------------

@@ -319,15 +319,7 @@ class Proxy:
         lc = x.conn.listener
         if lc is None:
             return
-        if lc.direction == "INBOUND":
-            key, table = self._dest_key(x)
-        else:
-            host = x.host
-            cached = host.stats_key if host is not None else None
-            if cached is not None and cached[0] == x.cluster_name:
-                _, key, table = cached
-            else:
-                key, table = self._source_key(x)
+        key, table = self.series_for(x, lc)
         self.metrics.record_in(
             table,
             key,
@@ -342,6 +334,16 @@ class Proxy:
             flags[x.flags] = flags.get(x.flags, 0) + 1
         for lg in lc.loggers:
             lg.log(x)
+
+    def series_for(self, x: Exchange, lc: ListenerConfig) -> tuple[PeerKey, SeriesTable]:
+        """The Istio label key of ``x``'s series and its per-peer table (cached both sides)."""
+        if lc.direction == "INBOUND":
+            return self._dest_key(x)
+        host = x.host
+        cached = host.stats_key if host is not None else None
+        if cached is not None and cached[0] == x.cluster_name:
+            return cached[1], cached[2]
+        return self._source_key(x)
 
     def _service_of(self, x: Exchange) -> tuple[str, str, str]:
         c = x.cluster
