@@ -63,10 +63,17 @@ cdef enum:
     C_DATA_CR = 5
     C_DATA_LF = 6
     C_TRAILER = 7       # at the start of a trailer line (or the final CRLF)
-    C_TRAILER_LINE = 8
+    C_TRAILER_NAME = 8
     C_TRAILER_LF = 9
     C_FINAL_LF = 10
     C_DONE = 11
+    C_EXT_VALUE = 12    # after '=': a value must follow
+    C_TRAILER_VALUE = 13
+    C_EXT_NAME = 14
+    C_EXT_VALUE_TOKEN = 15
+    C_EXT_QUOTED = 16
+    C_EXT_QUOTED_ESCAPE = 17
+    C_EXT_AFTER_QUOTE = 18
 
 
 cdef struct Span:
@@ -95,6 +102,7 @@ cdef struct Head:
 # --- character classes --------------------------------------------------------------------------
 
 cdef unsigned char TCHAR[256]
+cdef unsigned char AUTHCHAR[256]  # what an http:// target's authority may hold (llhttp refuses the rest)
 cdef unsigned char LOWER[256]
 cdef unsigned char HEXVAL[256]
 
@@ -102,8 +110,10 @@ cdef unsigned char HEXVAL[256]
 cdef void _init_tables():
     cdef int c
     cdef bytes extra = b"!#$%&'*+-.^_`|~"
+    cdef bytes auth = b"-._~!$&'()*+,;=:@[]%"
     for c in range(256):
         TCHAR[c] = 0
+        AUTHCHAR[c] = 1 if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122) else 0
         LOWER[c] = c + 32 if 65 <= c <= 90 else c
         HEXVAL[c] = 255
     for c in range(48, 58):
@@ -118,6 +128,8 @@ cdef void _init_tables():
         HEXVAL[97 + c] = 10 + c
     for c in extra:
         TCHAR[c] = 1
+    for c in auth:
+        AUTHCHAR[c] = 1
 
 
 _init_tables()
@@ -212,6 +224,27 @@ cdef long long parse_length(const unsigned char* p, Span v) noexcept:
     return out
 
 
+cdef bint has_token(const unsigned char* p, Span v, const char* want, Py_ssize_t n) noexcept:
+    """Whether a comma-separated header value (``close, x-foo``) lists ``want`` (lowercase)."""
+    cdef Py_ssize_t i = v.start, start, end, k
+    while i < v.end:
+        while i < v.end and (p[i] == 32 or p[i] == 9 or p[i] == 44):
+            i += 1
+        start = i
+        while i < v.end and p[i] != 44:
+            i += 1
+        end = i
+        while end > start and (p[end - 1] == 32 or p[end - 1] == 9):
+            end -= 1
+        if end - start == n:
+            for k in range(n):
+                if LOWER[p[start + k]] != <unsigned char>want[k]:
+                    break
+            else:
+                return True
+    return False
+
+
 cdef inline bint value_is(const unsigned char* p, Span v, const char* want, Py_ssize_t n) noexcept:
     return name_is(p, v, want, n)
 
@@ -260,25 +293,40 @@ cdef int classify_request(const unsigned char* p, Head* h) noexcept:
         elif (n == 17 and name_is(p, s, b"transfer-encoding", 17)) or (
             n == 7 and name_is(p, s, b"upgrade", 7)) or (n == 6 and name_is(p, s, b"expect", 6)):
             return -1
+        elif n == 16 and name_is(p, s, b"proxy-connection", 16):
+            return -1  # llhttp reads it as Connection
         elif (n == 10 and name_is(p, s, b"keep-alive", 10)) or (n == 2 and name_is(p, s, b"te", 2)) or (
             n == 7 and name_is(p, s, b"trailer", 7)) or (
-            n == 16 and name_is(p, s, b"proxy-connection", 16)) or (
             n == 18 and name_is(p, s, b"proxy-authenticate", 18)) or (
             n == 19 and name_is(p, s, b"proxy-authorization", 19)):
             h.kinds[k] = H_DROP
     return 0
 
 
+cdef bint plain_method(const unsigned char* p, Py_ssize_t n) noexcept:
+    """GET HEAD POST PUT DELETE PATCH OPTIONS, exactly (CONNECT, TRACE and extension methods are
+    the interpreted lane's)."""
+    if n == 3:
+        return memcmp(p, b"GET", 3) == 0 or memcmp(p, b"PUT", 3) == 0
+    if n == 4:
+        return memcmp(p, b"HEAD", 4) == 0 or memcmp(p, b"POST", 4) == 0
+    if n == 5:
+        return memcmp(p, b"PATCH", 5) == 0
+    if n == 6:
+        return memcmp(p, b"DELETE", 6) == 0
+    return n == 7 and memcmp(p, b"OPTIONS", 7) == 0
+
+
 cdef int parse_request(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
     """1: a complete, plain request head; 0: no complete head yet; -1: not plain."""
-    cdef Py_ssize_t end = find_head_end(p, n), i = 0
+    cdef Py_ssize_t end = find_head_end(p, n), i = 0, a
     if end < 0:
         return 0
-    while TCHAR[p[i]]:
+    while i < 8 and 65 <= p[i] <= 90:
         i += 1
     h.method.start = 0
     h.method.end = i
-    if i == 0 or p[i] != 32:
+    if p[i] != 32 or not plain_method(p, i):
         return -1
     i += 1
     h.target.start = i
@@ -290,6 +338,11 @@ cdef int parse_request(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
     if p[h.target.start] != 47:  # '/': origin-form, or an absolute-form http:// target
         if i - h.target.start < 8 or memcmp(p + h.target.start, b"http://", 7) != 0:
             return -1
+        a = h.target.start + 7
+        while a < i and p[a] != 47:
+            if not AUTHCHAR[p[a]]:
+                return -1
+            a += 1
     i += 1
     if end - i < 10 or memcmp(p + i, b"HTTP/1.1\r\n", 10) != 0:
         return -1
@@ -329,12 +382,13 @@ cdef int parse_response(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
         return -1
     h.content_length = -1
     h.chunked = False
-    h.close = h.http10
+    h.close = False
+    cdef bint keep_alive_10 = False
     for k in range(h.nheaders):
         s = h.names[k]
         ln = s.end - s.start
         if ln == 14 and name_is(p, s, b"content-length", 14):
-            if h.content_length >= 0 and h.content_length != parse_length(p, h.values[k]):
+            if h.content_length >= 0:
                 return -1
             h.content_length = parse_length(p, h.values[k])
             if h.content_length < 0:
@@ -345,15 +399,15 @@ cdef int parse_response(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
                 return -1
             h.chunked = True
             h.kinds[k] = H_DROP
-        elif ln == 10 and name_is(p, s, b"connection", 10):
-            if value_is(p, h.values[k], b"close", 5):
+        elif (ln == 10 and name_is(p, s, b"connection", 10)) or (
+                ln == 16 and name_is(p, s, b"proxy-connection", 16)):
+            if has_token(p, h.values[k], b"close", 5):
                 h.close = True
-            elif h.http10 and value_is(p, h.values[k], b"keep-alive", 10):
-                h.close = False
+            elif h.http10 and has_token(p, h.values[k], b"keep-alive", 10):
+                keep_alive_10 = True
             h.kinds[k] = H_DROP
         elif (ln == 10 and name_is(p, s, b"keep-alive", 10)) or (ln == 7 and name_is(p, s, b"upgrade", 7)) or (
             ln == 7 and name_is(p, s, b"trailer", 7)) or (ln == 2 and name_is(p, s, b"te", 2)) or (
-            ln == 16 and name_is(p, s, b"proxy-connection", 16)) or (
             ln == 18 and name_is(p, s, b"proxy-authenticate", 18)) or (
             ln == 19 and name_is(p, s, b"proxy-authorization", 19)) or (
             ln == 21 and name_is(p, s, b"x-envoy-peer-metadata", 21)) or (
@@ -361,6 +415,8 @@ cdef int parse_response(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
             h.kinds[k] = H_DROP
     if h.chunked and h.content_length >= 0:
         return -1
+    if h.http10 and not keep_alive_10:
+        h.close = True
     return 1
 
 
@@ -1380,10 +1436,45 @@ cdef class FastUpstream:
                 else:
                     return -1
                 i += 1
-            elif st == C_EXT:
+            elif st == C_EXT or st == C_EXT_VALUE:
+                # after ';' a name, after '=' a token or a quoted string (RFC 9112 7.1.1; no
+                # whitespace around them, as llhttp; an empty name is refused, llhttp takes it)
+                if st == C_EXT_VALUE and c == 34:
+                    self.cstate = C_EXT_QUOTED
+                elif not TCHAR[c]:
+                    return -1
+                else:
+                    self.cstate = C_EXT_NAME if st == C_EXT else C_EXT_VALUE_TOKEN
+                i += 1
+            elif st == C_EXT_QUOTED:
+                if c == 34:
+                    self.cstate = C_EXT_AFTER_QUOTE
+                elif c == 92:  # backslash: a quoted pair
+                    self.cstate = C_EXT_QUOTED_ESCAPE
+                elif (c < 32 and c != 9) or c == 127:
+                    return -1
+                i += 1
+            elif st == C_EXT_QUOTED_ESCAPE:
+                if (c < 32 and c != 9) or c == 127:
+                    return -1
+                self.cstate = C_EXT_QUOTED
+                i += 1
+            elif st == C_EXT_AFTER_QUOTE:
                 if c == 13:
                     self.cstate = C_SIZE_LF
-                elif c < 32 and c != 9:
+                elif c == 59:
+                    self.cstate = C_EXT
+                else:
+                    return -1
+                i += 1
+            elif st == C_EXT_NAME or st == C_EXT_VALUE_TOKEN:
+                if c == 13:
+                    self.cstate = C_SIZE_LF
+                elif c == 59:
+                    self.cstate = C_EXT
+                elif c == 61 and st == C_EXT_NAME:
+                    self.cstate = C_EXT_VALUE
+                elif not TCHAR[c]:
                     return -1
                 i += 1
             elif st == C_SIZE_LF:
@@ -1413,12 +1504,22 @@ cdef class FastUpstream:
             elif st == C_TRAILER:
                 if c == 13:
                     self.cstate = C_FINAL_LF
+                elif TCHAR[c]:
+                    self.cstate = C_TRAILER_NAME
                 else:
-                    self.cstate = C_TRAILER_LINE
+                    return -1
                 i += 1
-            elif st == C_TRAILER_LINE:
+            elif st == C_TRAILER_NAME:
+                if c == 58:  # ':'
+                    self.cstate = C_TRAILER_VALUE
+                elif not TCHAR[c]:
+                    return -1
+                i += 1
+            elif st == C_TRAILER_VALUE:
                 if c == 13:
                     self.cstate = C_TRAILER_LF
+                elif (c < 32 and c != 9) or c == 127:
+                    return -1
                 i += 1
             elif st == C_TRAILER_LF:
                 if c != 10:
