@@ -1,0 +1,1007 @@
+"""The compiled fast lane (``_fastpath.pyx``) seen from outside: real proxy processes, raw sockets.
+
+``test_e2e.py`` runs its source proxy with an access log, which sends every request down the
+interpreted lane. Here no listener logs, so plain requests are served in C; every test checks what
+a client (or the application behind the proxy) sees *and* which lane served it, from the deltas of
+``meshpilot.fastlane.rq_total`` (requests the lane served) and ``.handovers`` (connections it gave
+to ``http.DownstreamProtocol``) in the admin ``/stats``.
+
+Topology (module scope)::
+
+    client --> src (outbound, lane on)  --> raw upstreams a, b (fastpath_upstream.RawUpstream)
+                                        \\-> dst (inbound, pod IP 127.0.0.2, lane on) --> a
+    client --> src_off (the same bootstrap, MESHPILOT_PROXY_FASTPATH=0): the interpreted lane's
+               answer to compare with
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import pytest
+from fastpath_upstream import CHUNKED_BODY, RawUpstream, big_digest
+from prometheus_client.parser import text_string_to_metric_families
+from proxy_harness import ProxyProcess, free_port, node, static_cluster
+
+DST_IP = "127.0.0.2"
+RQ = "meshpilot.fastlane.rq_total"
+HANDOVERS = "meshpilot.fastlane.handovers"
+HOP_BY_HOP = {"connection", "keep-alive", "te", "proxy-connection", "transfer-encoding", "upgrade"}
+
+
+# --- a raw HTTP/1.1 client: exact bytes out, exact framing in ---------------------------------------
+
+
+class Closed(Exception):
+    """The proxy closed the connection before a complete response."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]  # names lowercased, in order
+    body: bytes
+    framing: str  # "length", "chunked", "close" or "none"
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k == name]
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class RawClient:
+    port: int
+    host: str = "127.0.0.1"
+    timeout: float = 5.0
+    sock: socket.socket = field(init=False)
+    buf: bytes = b""
+    watch: ProxyProcess | None = None  # a lane-on proxy, for ``handed_over``
+    handovers0: int = 0
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _more(self) -> None:
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise Closed(self.buf[:200])
+        self.buf += chunk
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._more()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def response(self, head_only: bool = False) -> Response:
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        assert status_line.startswith("HTTP/1.1 "), status_line
+        status = int(status_line[9:12])
+        headers = [(k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]
+        names = {k for k, _ in headers}
+        if head_only or status in (204, 304) or 100 <= status < 200:
+            return Response(status, headers, b"", "none")
+        if "transfer-encoding" in names:
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass  # trailers
+                    return Response(status, headers, body, "chunked")
+                body += self._take(size + 2)[:-2]
+        if "content-length" in names:
+            n = int(next(v for k, v in headers if k == "content-length"))
+            return Response(status, headers, self._take(n), "length")
+        try:
+            while True:
+                self._more()
+        except Closed:
+            body, self.buf = self.buf, b""
+            return Response(status, headers, body, "close")
+
+    def request(self, raw: bytes, head_only: bool = False) -> Response:
+        self.send(raw)
+        return self.response(head_only)
+
+    def handed_over(self) -> bool:
+        """The watched proxy's lane has handed a connection over since this client started
+        (always True for the interpreted lane: there is nothing to wait for)."""
+        return self.watch is None or stats(self.watch)[HANDOVERS] > self.handovers0
+
+    def closed(self) -> bool:
+        """True when the proxy closes the connection (within the timeout) with nothing more sent."""
+        try:
+            self._more()
+        except Closed:
+            return not self.buf
+        except TimeoutError:
+            return False
+        return False
+
+
+def get(target: str, host: str | None = "svc", **headers: str) -> bytes:
+    lines = [f"GET {target} HTTP/1.1"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# --- what the proxy reports ---------------------------------------------------------------------
+
+
+def stats(p: ProxyProcess) -> dict[str, int]:
+    return {s["name"]: s["value"] for s in p.get("/stats?format=json").json()["stats"]}
+
+
+class Lane:
+    """The fast lane's counters at one moment; ``delta()`` is (requests served, handovers) since."""
+
+    def __init__(self, p: ProxyProcess) -> None:
+        self.p = p
+        s = stats(p)
+        self.rq, self.ho = s[RQ], s[HANDOVERS]
+
+    def delta(self) -> tuple[int, int]:
+        s = stats(self.p)
+        return s[RQ] - self.rq, s[HANDOVERS] - self.ho
+
+
+Series = Counter[tuple[tuple[str, str], ...]]
+
+
+def istio_requests(p: ProxyProcess) -> Series:
+    out: Series = Counter()
+    for fam in text_string_to_metric_families(p.get("/stats/prometheus").text):
+        for s in fam.samples:
+            if s.name == "istio_requests_total":
+                out[tuple(sorted(s.labels.items()))] += int(s.value)
+    return out
+
+
+def istio_delta(p: ProxyProcess, before: Series) -> Series:
+    after = istio_requests(p)
+    return Counter({k: after[k] - before[k] for k in after if after[k] != before[k]})
+
+
+def by_code_and_flags(series: Series) -> Counter[tuple[str, str]]:
+    out: Counter[tuple[str, str]] = Counter()
+    for labels, n in series.items():
+        d = dict(labels)
+        out[(d["response_code"], d["response_flags"])] += n
+    return out
+
+
+def flag_counters(p: ProxyProcess) -> dict[str, int]:
+    return {k: v for k, v in stats(p).items() if k.startswith("cluster.") and ".upstream_rq_" in k}
+
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ups():
+    started = {n: RawUpstream(n).start() for n in ("a", "b")}
+    yield started
+    for u in started.values():
+        u.stop()
+
+
+def route(cluster: str, match: dict[str, Any] | None = None, **action: Any) -> dict[str, Any]:
+    return {"name": cluster, "match": match or {"prefix": "/"}, "route": {"cluster": cluster, **action}}
+
+
+REVIEWS_META = {
+    "istio": {
+        "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def dst(ups):
+    port = free_port(DST_IP)
+    a = ups["a"]
+    boot = {
+        "node": node("reviews", app="reviews", version="v2"),
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": f"{DST_IP}_{port}",
+                    "address": DST_IP,
+                    "port": port,
+                    "traffic_direction": "INBOUND",
+                    "cluster": "inbound|9080||",
+                }
+            ],
+            "clusters": [static_cluster("inbound|9080||", [(a.host, a.port)], metadata=REVIEWS_META)],
+        },
+    }
+    p = ProxyProcess(boot, ip=DST_IP)
+    try:
+        p.wait_ready()
+    except Exception:
+        p.stop()
+        raise
+    p.port = port
+    yield p
+    p.stop()
+
+
+def outbound_bootstrap(
+    ups: dict[str, RawUpstream], dst_port: int, port: int, dead_port: int
+) -> dict[str, Any]:
+    """The source sidecar: one outbound listener with no fallback cluster and no access log."""
+    a, b = ups["a"], ups["b"]
+    svc_routes = [
+        {
+            "name": "redirect",
+            "match": {"path": "/redirect"},
+            "redirect": {"host_redirect": "other.example", "path_redirect": "/landed", "response_code": 302},
+        },
+        route("a", {"prefix": "/slow"}, timeout=0.3),
+        route("a"),
+    ]
+    vhosts = [
+        {"name": "svc", "domains": ["svc", "svc:80"], "routes": svc_routes},
+        # matches on a header: the lane cannot decide from the path, so this host is never plain
+        {
+            "name": "hdr",
+            "domains": ["hdr"],
+            "routes": [
+                route(
+                    "b",
+                    {"prefix": "/", "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}]},
+                ),
+                route("a"),
+            ],
+        },
+        {"name": "ka", "domains": ["ka"], "routes": [route("ka")]},
+        {"name": "dead", "domains": ["dead"], "routes": [route("dead")]},
+        {"name": "reviews", "domains": ["reviews"], "routes": [route("to-dst")]},
+    ]
+    reviews_ep = {
+        "workload": "reviews",
+        "namespace": "default",
+        "app": "reviews",
+        "version": "v2",
+        "cluster": "Kubernetes",
+        "labels": {"app": "reviews", "version": "v2"},
+    }
+    return {
+        "node": node("productpage", app="productpage"),
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "virtualOutbound",
+                    "address": "127.0.0.1",
+                    "port": port,
+                    "traffic_direction": "OUTBOUND",
+                }
+            ],
+            "routes": [{"name": "80", "virtual_hosts": vhosts}],
+            "clusters": [
+                static_cluster("a", [(a.host, a.port)]),
+                static_cluster("b", [(b.host, b.port)]),
+                # the keep-alive test's own: pools are per endpoint, and nothing else takes b's fast one
+                static_cluster("ka", [(b.host, b.port)]),
+                static_cluster("dead", [("127.0.0.1", dead_port)]),
+                static_cluster(
+                    "to-dst", [(DST_IP, dst_port)], ep_metadata=[reviews_ep], metadata=REVIEWS_META
+                ),
+            ],
+        },
+    }
+
+
+def _start_outbound(ups, dst, fastpath: bool) -> ProxyProcess:
+    port = free_port()
+    boot = outbound_bootstrap(ups, dst.port, port, free_port())
+    with pytest.MonkeyPatch.context() as mp:
+        # ProxyProcess inherits this process's environment when it spawns
+        mp.setenv("MESHPILOT_PROXY_FASTPATH", "1" if fastpath else "0")
+        p = ProxyProcess(boot)
+    try:
+        p.wait_ready()
+    except Exception:
+        p.stop()
+        raise
+    p.port = port
+    return p
+
+
+@pytest.fixture(scope="module")
+def src(ups, dst):
+    p = _start_outbound(ups, dst, fastpath=True)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def src_off(ups, dst):
+    p = _start_outbound(ups, dst, fastpath=False)
+    yield p
+    p.stop()
+
+
+def test_the_lane_is_built_and_on_and_the_switch_turns_it_off(src, src_off, dst):
+    # Without the compiled module the proxy silently runs the interpreted lane only, and every
+    # other test here would check nothing about the fast lane.
+    assert RQ in stats(src) and RQ in stats(dst)
+    assert RQ not in stats(src_off) and HANDOVERS not in stats(src_off)
+
+
+# --- 1. plain requests --------------------------------------------------------------------------
+
+
+def test_plain_get_and_post_outbound_both_target_forms(src, ups):
+    a = ups["a"]
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(
+            b"GET http://svc/echo?x=1 HTTP/1.1\r\nHost: svc\r\nUser-Agent: raw/1\r\nX-Mixed-Case: V\r\n"
+            b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\r\n"
+        )
+        assert r.status == 200 and r.header("x-upstream") == "a"
+        assert r.header("x-envoy-upstream-service-time") is not None
+        seen = r.json()
+        names = [k for k, _ in seen["headers"]]
+        hdrs = dict(seen["headers"])
+        assert seen["method"] == "GET" and seen["target"] == "/echo?x=1"
+        assert names == [n.lower() for n in names], names  # forwarded names are lowercased
+        assert names.count("host") == 1 and hdrs["host"] == "svc"
+        assert hdrs["x-mixed-case"] == "V" and hdrs["user-agent"] == "raw/1"
+        assert names.count("x-request-id") == 1 and len(hdrs["x-request-id"]) == 36  # a UUID, added
+        assert hdrs["x-envoy-peer-metadata-id"].startswith("sidecar~127.0.0.1~productpage")
+        assert hdrs["x-envoy-peer-metadata"]
+        assert not HOP_BY_HOP & set(names), names
+
+        # absolute-form with no Host header: the authority comes from the target
+        seen = c.request(get("http://svc:80/echo", host=None, x_request_id="rid-abs")).json()
+        assert dict(seen["headers"])["host"] == "svc:80" and seen["target"] == "/echo"
+        assert [v for k, v in seen["headers"] if k == "x-request-id"] == ["rid-abs"]
+
+        # origin-form with Host, a body with Content-Length, the client's x-request-id kept
+        body = bytes(range(256)) * 40
+        r = c.request(
+            b"POST /echo HTTP/1.1\r\nHost: svc\r\nX-Request-Id: rid-1\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        seen = r.json()
+        assert r.status == 200 and seen["method"] == "POST" and seen["target"] == "/echo"
+        assert seen["body_len"] == len(body) and seen["body_sha"] == hashlib.sha256(body).hexdigest()
+        assert [v for k, v in seen["headers"] if k == "x-request-id"] == ["rid-1"]
+        assert [v for k, v in seen["headers"] if k == "content-length"] == [str(len(body))]
+        assert dict(seen["headers"])["host"] == "svc"
+    assert lane.delta() == (3, 0)
+    assert len(a.requests_to("/echo")) >= 3
+
+
+def test_proxy_connection_is_not_forwarded(src):
+    # llhttp reads Proxy-Connection as Connection, so the lane leaves such a request to it
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(get("http://svc/echo", proxy_connection="keep-alive", x_request_id="pc"))
+        assert r.status == 200 and "proxy-connection" not in dict(r.json()["headers"])
+        assert c.request(get("/echo")).status == 200  # kept alive, in the interpreted lane now
+    assert lane.delta() == (0, 1)
+
+
+def test_inbound_strips_peer_metadata_and_reports_the_source(src, dst, ups):
+    a = ups["a"]
+    lane_src, lane_dst = Lane(src), Lane(dst)
+    before = istio_requests(dst)
+    n0 = len(a.seen)
+    with RawClient(src.port) as c:
+        r = c.request(get("http://reviews/echo", host="reviews", x_request_id="rid-in", x_app="1"))
+        r2 = c.request(b"POST /echo HTTP/1.1\r\nHost: reviews\r\nContent-Length: 4\r\n\r\nbody")
+    assert r.status == 200 and r2.status == 200 and r2.json()["body_len"] == 4
+    seen = r.json()
+    names = [k for k, _ in seen["headers"]]
+    assert "x-envoy-peer-metadata" not in names and "x-envoy-peer-metadata-id" not in names
+    hdrs = dict(seen["headers"])
+    assert hdrs["host"] == "reviews" and hdrs["x-request-id"] == "rid-in" and hdrs["x-app"] == "1"
+    assert names.count("x-request-id") == 1
+    assert len(a.seen) == n0 + 2
+    assert lane_src.delta() == (2, 0) and lane_dst.delta() == (2, 0)
+    # the inbound side read the peer metadata before stripping it: its metric names the caller
+    delta = istio_delta(dst, before)
+    assert sum(delta.values()) == 2
+    for labels in delta:
+        d = dict(labels)
+        assert d["reporter"] == "destination" and d["source_workload"] == "productpage"
+        assert d["destination_workload"] == "reviews" and d["response_code"] == "200"
+
+
+def test_inbound_listener_adds_a_request_id_when_absent(dst, ups):
+    lane = Lane(dst)
+    with RawClient(dst.port, host=DST_IP) as c:
+        seen = c.request(get("/echo", host="reviews:9080")).json()
+    hdrs = dict(seen["headers"])
+    assert hdrs["host"] == "reviews:9080" and len(hdrs["x-request-id"]) == 36
+    assert lane.delta() == (1, 0)
+
+
+# --- 2. response framings -----------------------------------------------------------------------
+
+
+def test_chunked_response_split_across_reads(src):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(get("/chunked"))
+        assert r.status == 200 and r.framing == "chunked" and r.body == CHUNKED_BODY
+        assert r.header("x-envoy-upstream-service-time") is not None
+        assert c.request(get("/echo")).status == 200  # the connection is still in step
+    assert lane.delta() == (2, 0)
+
+
+BUG_TRAILER_LEAK = pytest.mark.xfail(
+    strict=True,
+    reason="http.py UpstreamProtocol: httptools reports a chunked response's trailer fields through "
+    "on_header after on_headers_complete; they stay in self._headers and come out as headers of the "
+    "next response on that upstream connection",
+)
+
+
+@pytest.mark.parametrize("fast", [True, pytest.param(False, marks=BUG_TRAILER_LEAK, id="interpreted")])
+def test_a_trailer_stays_with_its_response(src, src_off, fast):
+    p = src if fast else src_off
+    with RawClient(p.port, timeout=3) as c:
+        r = c.request(get("/chunked"))
+        assert r.status == 200 and r.body == CHUNKED_BODY
+        r = c.request(get("/echo"))  # the same upstream connection: the pool hands back the last one
+        assert r.status == 200 and r.header("x-trailer") is None, r.headers
+
+
+# A response head that has no header the lane drops (no Content-Length, Transfer-Encoding or
+# Connection) comes out one byte short: see BUG_HEAD_SIZE.
+BUG_HEAD_SIZE = pytest.mark.xfail(
+    strict=True,
+    reason="_fastpath.pyx FastUpstream.response_head reserves 32 + len(ust) bytes for "
+    "'x-envoy-upstream-service-time: <ms>\\r\\n' (33 + len(ust)): with no dropped header to spare, "
+    "the head's final LF is cut off",
+)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/close?n=50000&hdr=1",  # with Connection: close, as HTTP/1.0-style servers send
+        pytest.param("/close?n=50000", marks=BUG_HEAD_SIZE, id="/close-no-connection-header"),
+    ],
+)
+def test_close_delimited_body_is_rechunked_whole(src, target):
+    lane = Lane(src)
+    with RawClient(src.port, timeout=3) as c:
+        r = c.request(get(target))
+        assert r.status == 200 and r.framing == "chunked" and r.body == b"c" * 50000
+        assert r.header("connection") is None
+        assert c.request(get("/echo")).status == 200  # keep-alive to the client survives
+    assert lane.delta() == (2, 0)
+
+
+def test_head_response_has_length_and_no_body(src):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(b"HEAD /head HTTP/1.1\r\nHost: svc\r\n\r\n", head_only=True)
+        assert r.status == 200 and r.header("content-length") == "1234"
+        r = c.request(get("/head"))  # a body byte left over from HEAD would corrupt this one
+        assert r.status == 200 and r.body == b"h" * 1234
+    assert lane.delta() == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("target", "check"),
+    [
+        ("/status/304", lambda r: r.header("etag") == '"v1"' and r.header("content-length") == "10"),
+        pytest.param("/status/204", lambda r: r.header("transfer-encoding") is None, marks=BUG_HEAD_SIZE),
+    ],
+)
+def test_204_and_304_have_no_body(src, target, check):
+    lane = Lane(src)
+    with RawClient(src.port, timeout=3) as c:
+        r = c.request(get(target))
+        assert r.status == int(target[-3:]) and r.framing == "none" and check(r)
+        r = c.request(get("/echo"))  # a stray byte of the first response would break this one
+        assert r.status == 200 and r.json()["target"] == "/echo"
+    assert lane.delta() == (2, 0)
+
+
+@pytest.mark.parametrize("target", ["/interim", "/interim?split=1"])
+def test_interim_responses_are_not_forwarded(src, target):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(get(target))  # the first response the client reads is the final one
+        assert r.status == 200 and r.body == b"final"
+        assert c.request(get("/echo")).status == 200
+    assert lane.delta() == (2, 0)
+
+
+def test_response_head_split_across_reads(src):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(get("/split-head"))
+        assert r.status == 200 and r.body == b"split" and r.header("content-length") == "5"
+    assert lane.delta() == (1, 0)
+
+
+def test_hop_by_hop_response_headers_are_dropped(src):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        r = c.request(get("/hop"))
+    names = {k for k, _ in r.headers}
+    assert r.status == 200 and r.body == b"hop" and r.header("x-custom") == "kept"
+    assert not {"connection", "keep-alive", "proxy-connection"} & names
+    assert not {"x-envoy-peer-metadata", "x-envoy-peer-metadata-id"} & names
+    assert r.header("x-envoy-upstream-service-time") is not None
+    assert lane.delta() == (1, 0)
+
+
+# --- 3. keep-alive and pipelining ---------------------------------------------------------------
+
+
+def test_keep_alive_reuses_one_upstream_connection(src, ups):
+    b = ups["b"]
+    b0 = b.connections
+    lane = Lane(src)
+    cx0 = stats(src).get("cluster.ka.upstream_cx_total", 0)
+    conns = set()
+    with RawClient(src.port) as c:
+        for i in range(20):
+            r = c.request(get(f"/echo?i={i}", host="ka"))
+            assert r.status == 200 and r.json()["target"] == f"/echo?i={i}"
+            conns.add(r.header("x-upstream-conn"))
+    assert len(conns) == 1, conns  # the upstream saw one connection
+    assert stats(src)["cluster.ka.upstream_cx_total"] - cx0 == 1
+    assert b.connections - b0 == 1
+    assert lane.delta() == (20, 0)
+
+
+def test_pipelined_requests_are_answered_in_order(src):
+    lane = Lane(src)
+    with RawClient(src.port) as c:
+        c.send(
+            get("/echo?n=1&sleep=0.1")  # the first is slow: the others wait behind it
+            + b"POST /echo?n=2 HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\nabc"
+            + get("/echo?n=3")
+        )
+        got = [c.response().json() for _ in range(3)]
+    assert [g["target"] for g in got] == ["/echo?n=1&sleep=0.1", "/echo?n=2", "/echo?n=3"]
+    assert got[1]["body_len"] == 3
+    assert lane.delta() == (3, 0)
+
+
+# --- 4. failures --------------------------------------------------------------------------------
+
+
+def test_refused_upstream_is_503_uf(src):
+    lane = Lane(src)
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        r = c.request(get("/", host="dead"))
+        assert r.status == 503 and b"upstream connect error" in r.body
+    assert by_code_and_flags(istio_delta(src, before)) == {("503", "UF"): 1}
+    assert lane.delta() == (1, 0)
+
+
+def test_upstream_closing_mid_body_closes_the_client_early(src):
+    lane = Lane(src)
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        c.send(get("/die"))
+        with pytest.raises(Closed):
+            c.response()
+        assert 0 < len(c.buf) < 100000
+    with RawClient(src.port) as c:
+        assert c.request(get("/echo")).status == 200
+    delta = by_code_and_flags(wait_for(lambda: istio_delta(src, before), "metrics"))
+    assert delta == {("200", "UC"): 1, ("200", "-"): 1}
+    assert lane.delta() == (2, 0)
+
+
+def test_garbage_from_upstream_is_503_upe(src):
+    lane = Lane(src)
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        assert c.request(get("/garbage")).status == 503
+    with RawClient(src.port) as c:
+        assert c.request(get("/echo")).status == 200
+    assert by_code_and_flags(istio_delta(src, before)) == {("503", "UPE"): 1, ("200", "-"): 1}
+    assert lane.delta() == (2, 0)
+
+
+def test_route_timeout_is_504_ut(src):
+    lane = Lane(src)
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        t0 = time.monotonic()
+        r = c.request(get("/slow?sleep=2"))
+        assert r.status == 504 and r.body == b"upstream request timeout"
+        assert time.monotonic() - t0 < 1.5
+    assert by_code_and_flags(istio_delta(src, before)) == {("504", "UT"): 1}
+    assert lane.delta() == (1, 0)
+
+
+def test_client_disconnect_before_the_response_is_dc(src, ups):
+    a = ups["a"]
+    lane = Lane(src)
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        c.send(get("/echo?sleep=1&dc=1"))
+        wait_for(lambda: a.requests_to("/echo") and "dc=1" in a.seen[-1].target, "the request upstream")
+    delta = wait_for(lambda: istio_delta(src, before), "the DC metric")
+    assert by_code_and_flags(delta) == {("0", "DC"): 1}
+    assert lane.delta() == (1, 0)
+    with RawClient(src.port) as c:
+        assert c.request(get("/echo")).status == 200
+
+
+BUG_LOCAL_REPLY_CLOSE = pytest.mark.xfail(
+    strict=True,
+    reason="_fastpath.pyx FastExchange.local_reply always sets close_after ('as the interpreted lane "
+    "does after an upstream failure'), but http.Exchange.local_reply keeps a bodiless request's "
+    "connection open: the fast lane adds Connection: close and drops the client after 503 UF/UPE, 504 UT",
+)
+
+
+@BUG_LOCAL_REPLY_CLOSE
+@pytest.mark.parametrize("target", ["http://dead/", "/garbage", "/slow?sleep=1"])
+def test_an_upstream_failure_is_answered_as_the_interpreted_lane_answers(src, src_off, target):
+    answers = []
+    for p in (src, src_off):
+        with RawClient(p.port, timeout=3) as c:
+            r = c.request(get(target, host=target.split("/")[2] if "://" in target else "svc"))
+            try:
+                kept = c.request(get("/echo")).status == 200
+            except Closed:
+                kept = False
+            answers.append((_normalise(r), kept))
+    assert answers[0] == answers[1]
+
+
+# --- 5. handovers: answered as the interpreted lane answers -------------------------------------
+
+
+Script = Callable[[RawClient], list[Response]]
+
+
+def _exchange(raw: bytes, *head_only: bool) -> Script:
+    """Send ``raw`` (one or more requests) and read one response per ``head_only`` flag (one
+    ordinary response when none is given)."""
+    flags = head_only or (False,)
+
+    def run(c: RawClient) -> list[Response]:
+        c.send(raw)
+        return [c.response(h) for h in flags]
+
+    return run
+
+
+def _until_closed(raw: bytes) -> Script:
+    def run(c: RawClient) -> list[Response]:
+        c.send(raw)
+        with pytest.raises(Closed):
+            c.response()  # cut short: nothing to compare but that it was
+        return []
+
+    return run
+
+
+def _expect_continue(c: RawClient) -> list[Response]:
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: svc\r\nX-Request-Id: exp\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    interim = c.response()
+    c.send(b"hello")
+    return [interim, c.response()]
+
+
+def _two_writes(c: RawClient) -> list[Response]:
+    c.send(b"GET /echo?slow HTTP/1.1\r\nHo")
+    # The lane hands a partial head over at once; sending the rest after that is a real second read.
+    wait_for(c.handed_over, "the handover of a partial head")
+    c.send(b"st: svc\r\nX-Request-Id: two\r\n\r\n")
+    return [c.response()]
+
+
+HANDOVER_CASES: dict[str, tuple[Script, bool]] = {
+    # name: (script, the connection closes after it)
+    "http10": (_exchange(b"GET /echo HTTP/1.0\r\nHost: svc\r\nX-Request-Id: h10\r\n\r\n"), True),
+    "chunked-request": (
+        _exchange(
+            b"POST /echo HTTP/1.1\r\nHost: svc\r\nX-Request-Id: ch\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        ),
+        False,
+    ),
+    "expect-100": (_expect_continue, False),
+    "header-match": (
+        _exchange(
+            get("http://hdr/echo", host="hdr", end_user="jason", x_request_id="j")
+            + get("http://hdr/echo", host="hdr", end_user="mary", x_request_id="m"),
+            False,
+            False,
+        ),
+        False,
+    ),
+    "redirect": (_exchange(get("http://svc/redirect")), False),
+    "unknown-host": (_exchange(get("http://nowhere.example/x", host="nowhere.example")), False),
+    "cl-and-te": (
+        _exchange(
+            b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n"
+        ),
+        True,
+    ),
+    "two-lengths": (
+        _exchange(
+            b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nContent-Length: 30\r\n\r\n"
+            b"helloGET /smuggled HTTP/1.1\r\n\r\n"
+        ),
+        True,
+    ),
+    "obs-fold": (
+        _exchange(b"GET /echo HTTP/1.1\r\nHost: svc\r\nX-Folded: a\r\n b\r\n\r\n"),
+        True,
+    ),
+    # one ~61.6 KB segment (under loopback's 64 KiB MTU): the proxy reads the whole head at once
+    "oversized-header": (_exchange(get("/echo", x_big="v" * 61500)), True),
+    "two-writes": (_two_writes, False),
+}
+
+
+def _normalise(r: Response, mind_connection: bool = True) -> tuple[Any, ...]:
+    """What must be equal between the lanes: all but the date, timings and the upstream's conn id
+    (and the Connection header, unless minded)."""
+    headers = sorted(
+        (k, "*" if k in ("date", "x-envoy-upstream-service-time", "x-upstream-conn") else v)
+        for k, v in r.headers
+        if mind_connection or k != "connection"
+    )
+    body: Any = r.body
+    if r.header("content-type") == "application/json":
+        body = r.json()
+        # generated request ids differ (given ones are compared)
+        body["headers"] = sorted(
+            [k, "<uuid>" if k == "x-request-id" and len(v) == 36 else v] for k, v in body["headers"]
+        )
+    return r.status, headers, body, r.framing
+
+
+def _run(p: ProxyProcess, script: Script, closes: bool, lane: bool) -> tuple[list[Response], bool]:
+    with RawClient(p.port) as c:
+        if lane:
+            c.watch, c.handovers0 = p, stats(p)[HANDOVERS]
+        out = script(c)
+        c.sock.settimeout(2.0)
+        if closes:
+            return out, c.closed()
+        # still usable: a quick proof, where waiting for a close that does not come would be slow
+        try:
+            return out, c.request(get("/echo?after=1")).status != 200
+        except Closed:
+            return out, True
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            case,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="_fastpath.pyx FastDownstream.serve never checks settings.max_header_bytes: a "
+                "61.5 KB head read in one go is forwarded (200) where the interpreted lane answers 431",
+            ),
+        )
+        if case == "oversized-header"
+        else case
+        for case in HANDOVER_CASES
+    ],
+)
+def test_handover_answers_as_the_interpreted_lane(src, src_off, ups, case):
+    script, closes = HANDOVER_CASES[case]
+    lane = Lane(src)
+    got, closed = _run(src, script, closes, lane=True)
+    assert lane.delta() == (0, 1)
+    want, closed_off = _run(src_off, script, closes, lane=False)
+    assert [_normalise(r) for r in got] == [_normalise(r) for r in want]
+    assert closed == closed_off == closes
+    assert not ups["a"].requests_to("/smuggled")
+    codes = [r.status for r in got]
+    assert (
+        codes
+        == {
+            "http10": [200],
+            "chunked-request": [200],
+            "expect-100": [100, 200],
+            "header-match": [200, 200],
+            "redirect": [302],
+            "unknown-host": [404],
+            "cl-and-te": [400],
+            "two-lengths": [400],
+            "obs-fold": [400],
+            "oversized-header": [431],
+            "two-writes": [200],
+        }[case]
+    )
+    if case == "chunked-request":
+        assert got[0].json()["body_len"] == 11
+    if case == "expect-100":
+        assert got[1].json()["body_len"] == 5
+    if case == "header-match":
+        assert [r.header("x-upstream") for r in got] == ["b", "a"]
+    if case == "redirect":
+        assert got[0].header("location") == "http://other.example/landed"
+
+
+def test_unknown_host_is_404_nr_in_the_metrics(src):
+    before = istio_requests(src)
+    with RawClient(src.port) as c:
+        assert c.request(get("http://nowhere.example/", host="nowhere.example")).status == 404
+    assert by_code_and_flags(istio_delta(src, before)) == {("404", "NR"): 1}
+
+
+# --- 6. flow control ----------------------------------------------------------------------------
+
+
+def test_100mb_response_to_a_slow_reader_keeps_proxy_memory_bounded(src, ups):
+    a = ups["a"]
+    size = 100 * 1024 * 1024
+    lane = Lane(src)
+    proc = psutil.Process(src.proc.pid)
+    base = proc.memory_info().rss
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    sent0 = a.big_sent
+    try:
+        with RawClient(src.port, timeout=30) as c:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            c.send(get(f"/big?n={size}"))
+            # The client reads nothing: with flow control the upstream soon blocks on its writes.
+            last = [-1]
+
+            def stalled() -> bool:
+                now = a.big_sent
+                same = now == last[0] and now > sent0
+                last[0] = now
+                time.sleep(0.2)  # the upstream must stay put for this long to count as stalled
+                return same
+
+            wait_for(stalled, "the upstream to block on a full pipe", timeout=10)
+            # Socket buffers on both hops (autotuned, up to tcp_rmem's max) hold some of it, ~12 MiB
+            # here; without flow control the proxy would take all 100 within a second.
+            assert a.big_sent - sent0 < size // 2, a.big_sent - sent0
+            while b"\r\n\r\n" not in c.buf:
+                c._more()
+            head, _, rest = c.buf.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and b"content-length: %d" % size in head.lower()
+            h = hashlib.sha256(rest)
+            got = len(rest)
+            while got < size:
+                chunk = c.sock.recv(1 << 20)
+                assert chunk, f"closed after {got} bytes"
+                h.update(chunk)
+                got += len(chunk)
+            assert got == size and h.hexdigest() == big_digest(size)
+    finally:
+        stop.set()
+        sampler.join(2)
+    grew = (peak[0] - base) / 2**20
+    assert grew < 40, f"proxy RSS grew by {grew:.1f} MiB"
+    assert lane.delta() == (1, 0)
+
+
+# --- 7. metrics parity --------------------------------------------------------------------------
+
+
+PARITY_SEQUENCE: list[tuple[int, Script]] = [  # (requests, script)
+    (3, _exchange(get("/echo") + get("http://svc/echo?q=1") + get("/echo", x_request_id="p"), *[False] * 3)),
+    (1, _exchange(b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 10\r\n\r\n0123456789")),
+    # no 204 and no close-delimited body without Connection: close here: BUG_HEAD_SIZE garbles them
+    (2, _exchange(b"HEAD /head HTTP/1.1\r\nHost: svc\r\n\r\n" + get("/status/304"), True, False)),
+    # no trailer: BUG_TRAILER_LEAK would put it into the next response of the interpreted lane
+    (2, _exchange(get("/chunked?notrailer=1") + get("/close?n=20000&hdr=1"), False, False)),
+    (2, _exchange(get("/interim") + get("/hop"), False, False)),
+    (1, _exchange(get("http://reviews/echo", host="reviews"))),
+    (1, _until_closed(get("/die"))),
+    # the fast lane's failures: answered alike but for Connection: close (BUG_LOCAL_REPLY_CLOSE)
+    (1, _exchange(get("/", host="dead"))),
+    (1, _exchange(get("/garbage"))),
+    (1, _exchange(get("/slow?sleep=1"))),
+    # handed over
+    (1, _exchange(get("http://nowhere.example/", host="nowhere.example"))),
+    (1, _exchange(get("http://hdr/echo", host="hdr", end_user="jason"))),
+    (1, _exchange(get("/redirect"))),
+    (1, _exchange(b"GET /echo HTTP/1.0\r\nHost: svc\r\n\r\n")),
+    (1, _exchange(b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")),
+]
+PARITY_REQUESTS = sum(n for n, _ in PARITY_SEQUENCE) + 1  # and one the client walks away from (DC)
+PARITY_FAST, PARITY_HANDOVERS = 16, 5  # requests the lane serves (DC too), connections it hands over
+
+
+def _play(p: ProxyProcess, a: RawUpstream) -> list[tuple[Any, ...]]:
+    answers = []
+    for _, script in PARITY_SEQUENCE:
+        with RawClient(p.port, timeout=5) as c:
+            answers += [_normalise(r, mind_connection=False) for r in script(c)]
+    n = len(a.requests_to("/echo"))
+    with RawClient(p.port) as c:
+        c.send(get("/echo?sleep=0.5"))
+        wait_for(lambda: len(a.requests_to("/echo")) > n, "the request to reach the upstream")
+    return answers
+
+
+def test_metrics_are_the_same_with_the_lane_on_and_off(src, src_off, ups):
+    on0, off0 = istio_requests(src), istio_requests(src_off)
+    flags_on0, flags_off0 = flag_counters(src), flag_counters(src_off)
+    lane = Lane(src)
+    assert _play(src, ups["a"]) == _play(src_off, ups["a"])  # the same answers, too
+    on = wait_for(
+        lambda: (d := istio_delta(src, on0)) and sum(d.values()) == PARITY_REQUESTS and d, "src metrics"
+    )
+    off = wait_for(
+        lambda: (d := istio_delta(src_off, off0)) and sum(d.values()) == PARITY_REQUESTS and d,
+        "src_off metrics",
+    )
+    assert on == off
+    flags_on = {k: v - flags_on0.get(k, 0) for k, v in flag_counters(src).items() if v != flags_on0.get(k, 0)}
+    flags_off = {
+        k: v - flags_off0.get(k, 0) for k, v in flag_counters(src_off).items() if v != flags_off0.get(k, 0)
+    }
+    assert flags_on == flags_off
+    assert by_code_and_flags(on)[("503", "UF")] == 1 and by_code_and_flags(on)[("0", "DC")] == 1
+    assert lane.delta() == (PARITY_FAST, PARITY_HANDOVERS)
