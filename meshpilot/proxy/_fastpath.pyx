@@ -28,7 +28,7 @@ import logging
 log = logging.getLogger("meshpilot.proxy")
 
 cdef enum:
-    MAX_HEADERS = 64
+    MAX_HEADERS = 100  # Envoy's default max_headers_count
     MAX_RESPONSE_HEAD = 64 * 1024
     PENDING_HIGH = 64 * 1024
 
@@ -889,14 +889,18 @@ cdef class FastDownstream:
         """The upstream request head, and the body that came with it, in one buffer."""
         cdef bytes rid = None
         cdef bytes peer = None if inbound else self.lane.peer_blob
-        cdef char lenbuf[24]
+        cdef char lenbuf[48]
         cdef int lenlen = 0
         cdef Py_ssize_t body = h.content_length if h.content_length > 0 else 0
         if h.rid < 0:
             rid = self.lane.request_id()
         if h.content_length >= 0:
-            lenlen = snprintf(lenbuf, 24, b"content-length: %lld\r\n", h.content_length)
-        cdef Py_ssize_t size = (h.method.end + 1 + (h.target.end - path_start) + 11 + headers_size(h)
+            lenlen = snprintf(lenbuf, 48, b"content-length: %lld\r\n", h.content_length)
+        # An upper bound of what is written below: the request line (an empty absolute-form path
+        # becomes "/"), the headers as they came, a Host line (appended, or in place with the
+        # authority, never longer than both), request id, peer metadata, length, CRLF, body.
+        cdef Py_ssize_t target_len = h.target.end - path_start if h.target.end > path_start else 1
+        cdef Py_ssize_t size = (h.method.end + 1 + target_len + 11 + headers_size(h)
                                 + 8 + PyBytes_GET_SIZE(authority) + lenlen + 2 + body)
         if rid is not None:
             size += 16 + PyBytes_GET_SIZE(rid)
@@ -935,6 +939,7 @@ cdef class FastDownstream:
         o += 2
         if body:
             o = put(o, p + h.head_end, body)
+        assert o - start <= size
         return out[:o - start] if o - start != size else out
 
     cdef void handover(self, bytes data):
@@ -956,6 +961,8 @@ cdef class FastDownstream:
             return
         self.current = None
         self.last_active = x.end_mono
+        if self.closed:
+            return
         if x.close_after or self.proxy.draining:
             self.close()
             return
@@ -1101,8 +1108,8 @@ cdef class FastExchange:
             self.flags = flag
             self.details = details
             self.close_after = True
+            self.conn.abort()  # a cut response: the client must not take it for a whole one
             self.finish(False)
-            self.conn.abort()
 
     def on_timeout(self):
         self.timer = None
@@ -1114,8 +1121,8 @@ cdef class FastExchange:
             self.flags = "UT"
             self.details = "upstream_response_timeout"
             self.close_after = True
-            self.finish(False)
             self.conn.abort()
+            self.finish(False)
 
     cdef void local_reply(self, int status, str flags, str details, bytes body):
         from meshpilot.proxy.http import local_response
@@ -1123,9 +1130,10 @@ cdef class FastExchange:
         self.status = status
         self.flags = flags
         self.details = details
-        self.close_after = True  # as the interpreted lane does after an upstream failure
         self.response_started = True
-        self.conn.write(local_response(self.proxy, status, body, _TEXT_PLAIN, True, self.head_only))
+        # The request was read whole, so the connection stays open, as in the interpreted lane.
+        closing = self.close_after or self.proxy.draining
+        self.conn.write(local_response(self.proxy, status, body, _TEXT_PLAIN, closing, self.head_only))
         if not self.head_only:
             self.bytes_sent = len(body)
         self.finish(False)
@@ -1161,7 +1169,11 @@ cdef class FastExchange:
                 pool.idle.append(up)
             else:
                 pool.release(up, False)
-        self.record()
+        try:
+            self.record()
+        except Exception:
+            # Telemetry must never strand the connection: the next request still gets served.
+            log.exception("recording %r failed", self)
         self.conn.exchange_done(self)
 
     cdef void record(self):
@@ -1246,6 +1258,9 @@ cdef class FastUpstream:
                               "connection_termination")
 
     def eof_received(self):
+        # The server is done with this connection: never hand it out again (the transport closes
+        # itself when this returns, connection_lost follows a loop turn later).
+        self.closed = True
         return None
 
     def pause_writing(self):
@@ -1347,7 +1362,8 @@ cdef class FastUpstream:
             self.reusable = False
             lenlen = snprintf(lenbuf, 48, b"transfer-encoding: chunked\r\n")
         closing = x.close_after or self.proxy_draining()
-        cdef Py_ssize_t size = (PyBytes_GET_SIZE(line) + headers_size(h) + 32 + PyBytes_GET_SIZE(ust)
+        # "x-envoy-upstream-service-time: " is 31 bytes, 33 with its CRLF
+        cdef Py_ssize_t size = (PyBytes_GET_SIZE(line) + headers_size(h) + 33 + PyBytes_GET_SIZE(ust)
                                 + lenlen + (19 if closing else 0) + 2)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
         cdef char* o = PyBytes_AS_STRING(out)
@@ -1365,6 +1381,7 @@ cdef class FastUpstream:
         o[0] = 13
         o[1] = 10
         o += 2
+        assert o - start <= size
         return out[:o - start]
 
     cdef bint proxy_draining(self):

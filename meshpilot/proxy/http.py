@@ -1135,7 +1135,11 @@ class Exchange:
             if conn.flow is not None:
                 conn.flow.resume("connecting")
         if not conn.admin:
-            self.proxy.record(self)
+            try:
+                self.proxy.record(self)
+            except Exception:
+                # Telemetry must never strand the connection: the next request still gets served.
+                log.exception("recording %r failed", self)
         conn.exchange_done(self)
 
     def start_tunnel(self, up: UpstreamProtocol, rest: bytes) -> None:

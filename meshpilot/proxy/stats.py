@@ -53,25 +53,40 @@ PeerKey = tuple[str, ...]
 
 
 def workload_view(meta: Mapping[str, Any]) -> dict[str, str]:
-    """Istio's workload attributes from a node's or an endpoint's metadata (Istio's key names)."""
-    labels = meta.get("LABELS") or meta.get("labels") or {}
-    app = labels.get("app") or labels.get("app.kubernetes.io/name") or ""
-    version = labels.get("version") or labels.get("app.kubernetes.io/version") or ""
-    workload = meta.get("WORKLOAD_NAME") or meta.get("workload") or ""
-    ns = meta.get("NAMESPACE") or meta.get("namespace") or ""
-    sa = meta.get("SERVICE_ACCOUNT") or meta.get("service_account") or ""
+    """Istio's workload attributes from a node's or an endpoint's metadata (Istio's key names).
+
+    On the destination side ``meta`` is whatever a client put in x-envoy-peer-metadata, so any
+    value that is not a string (or LABELS that is not a mapping) counts as absent."""
+    labels = _mapping(meta.get("LABELS")) or _mapping(meta.get("labels"))
+
+    def pick(m: Mapping[str, Any], *keys: str) -> str:
+        for k in keys:
+            v = m.get(k)
+            if isinstance(v, str) and v:
+                return v
+        return ""
+
+    app = pick(labels, "app", "app.kubernetes.io/name")
+    version = pick(labels, "version", "app.kubernetes.io/version")
+    workload = pick(meta, "WORKLOAD_NAME", "workload")
+    ns = pick(meta, "NAMESPACE", "namespace")
+    sa = pick(meta, "SERVICE_ACCOUNT", "service_account")
     return {
         "workload": workload or "unknown",
         "namespace": ns or "unknown",
         "app": app or "unknown",
         "version": version or "unknown",
-        "canonical_service": labels.get("service.istio.io/canonical-name") or app or workload or "unknown",
-        "canonical_revision": labels.get("service.istio.io/canonical-revision") or version or "latest",
-        "cluster": meta.get("CLUSTER_ID") or meta.get("cluster") or "unknown",
+        "canonical_service": pick(labels, "service.istio.io/canonical-name") or app or workload or "unknown",
+        "canonical_revision": pick(labels, "service.istio.io/canonical-revision") or version or "latest",
+        "cluster": pick(meta, "CLUSTER_ID", "cluster") or "unknown",
         # The principal is known only once mTLS lands; until then Istio reports "unknown".
         "principal": "unknown",
         "service_account": sa,
     }
+
+
+def _mapping(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
 
 
 def peer_key(

@@ -20,3 +20,12 @@ def test_recorded_requests_land_in_the_series_istio_names():
     # duration buckets: 0.7 ms is above the 0.5 bucket and inside the 1 ms one
     assert 'response_flags="-",le="0.5"} 0\n' in text and 'response_flags="-",le="1"} 3\n' in text
     assert "istio_request_bytes_sum{" in text and 'response_flags="UH"} 20\n' in text
+
+
+def test_workload_view_takes_hostile_peer_metadata_as_absent() -> None:
+    # The destination side decodes whatever a client sent in x-envoy-peer-metadata.
+    for meta in ({"LABELS": "x"}, {"LABELS": ["app"]}, {"LABELS": {"app": 7}}, {"NAMESPACE": {"a": 1}}):
+        view = workload_view(meta)
+        assert all(isinstance(v, str) for v in view.values()), meta
+        assert view["app"] == "unknown" and view["namespace"] == "unknown"
+    assert workload_view({"LABELS": {"app": "reviews"}, "NAMESPACE": "prod"})["app"] == "reviews"
