@@ -597,6 +597,7 @@ cdef class FastLane:
     cdef object last_cluster
     cdef object last_peer
     cdef object last_table
+    cdef Py_ssize_t max_head           # settings.max_header_bytes: bigger heads get the other lane's 431
     cdef public long long requests     # handled in the lane (tests and /stats read it)
     cdef public long long handovers    # connections given to the interpreted lane
 
@@ -619,6 +620,7 @@ cdef class FastLane:
         self.upstream_factory = FastUpstream
         self.requests = 0
         self.handovers = 0
+        self.max_head = proxy.settings.max_header_bytes
         _init_buckets()
 
     def __repr__(self):
@@ -802,7 +804,8 @@ cdef class FastDownstream:
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef int r = parse_request(p, n, &h)
-        if r != 1 or (h.content_length > 0 and h.head_end + h.content_length > n):
+        if r != 1 or h.head_end > self.lane.max_head or (
+                h.content_length > 0 and h.head_end + h.content_length > n):
             self.handover(data)
             return
         proxy = self.proxy
@@ -919,12 +922,6 @@ cdef class FastDownstream:
             o += 1
         o = put(o, <const unsigned char*>b" HTTP/1.1\r\n", 11)
         o = put_request_headers(o, p, h, authority, inbound)
-        if h.host < 0:
-            o = put(o, <const unsigned char*>b"host: ", 6)
-            o = put_bytes(o, authority)
-            o[0] = 13
-            o[1] = 10
-            o += 2
         if rid is not None:
             o = put(o, <const unsigned char*>b"x-request-id: ", 14)
             o = put_bytes(o, rid)
@@ -933,6 +930,12 @@ cdef class FastDownstream:
             o += 2
         if peer is not None:
             o = put_bytes(o, peer)
+        if h.host < 0:  # an absolute-form request without Host: its authority, last
+            o = put(o, <const unsigned char*>b"host: ", 6)
+            o = put_bytes(o, authority)
+            o[0] = 13
+            o[1] = 10
+            o += 2
         o = put(o, <const unsigned char*>lenbuf, lenlen)
         o[0] = 13
         o[1] = 10
@@ -1220,6 +1223,7 @@ cdef class FastUpstream:
     cdef long long remaining
     cdef int cstate
     cdef long long chunk_left
+    cdef Py_ssize_t trailers_at  # where this read's trailer section began (-1: none in it)
     cdef bint reusable
     cdef bint paused
 
@@ -1414,10 +1418,15 @@ cdef class FastUpstream:
                 self.fail_mid_body(x)
                 return
             complete = self.cstate == C_DONE
+            # Trailer fields are dropped, as Envoy's HTTP/1 codec does by default: the body's
+            # framing goes up to the last chunk, then the final CRLF is ours.
+            end = self.trailers_at if self.trailers_at >= 0 else used
             if head is None:
-                out = data if offset == 0 and used == n else data[offset:used]
+                out = data if offset == 0 and end == n else data[offset:end]
             else:
-                out = head + data[offset:used]
+                out = head + data[offset:end]
+            if complete:
+                out += b"\r\n"
         else:  # B_CLOSE: re-framed as chunks for the keep-alive client
             take = n - offset
             x.bytes_sent += take
@@ -1434,9 +1443,11 @@ cdef class FastUpstream:
             x.finish(self.reusable)
 
     cdef Py_ssize_t scan_chunks(self, FastExchange x, const unsigned char* p, Py_ssize_t i, Py_ssize_t n):
-        """Walk chunked framing (forwarded as it is); the offset where the body ended, or n, or -1."""
+        """Walk chunked framing (forwarded as it is, but for trailers); the offset where the body
+        ended, or n, or -1."""
         cdef unsigned char c
         cdef long long take
+        self.trailers_at = i if C_TRAILER <= self.cstate <= C_FINAL_LF or self.cstate == C_TRAILER_VALUE else -1
         while i < n:
             c = p[i]
             st = self.cstate
@@ -1498,7 +1509,11 @@ cdef class FastUpstream:
                 if c != 10:
                     return -1
                 i += 1
-                self.cstate = C_DATA if self.chunk_left > 0 else C_TRAILER
+                if self.chunk_left > 0:
+                    self.cstate = C_DATA
+                else:
+                    self.cstate = C_TRAILER
+                    self.trailers_at = i
             elif st == C_DATA:
                 take = n - i
                 if take > self.chunk_left:

@@ -347,6 +347,13 @@ class DownstreamProtocol(_BatchedConnection):
         self._in_head = False
         self._head_timer = False
         self._head_bytes = 0
+        # The size limit holds however the head arrived (one read or many): its lines, counted
+        # as sent (name, ": ", value, CRLF), plus the request line.
+        size = len(self._url) + 16
+        for name, value in self._headers:
+            size += len(name) + len(value) + 4
+        if size > self.proxy.settings.max_header_bytes:
+            raise _Reject(431, "request_headers_too_large")
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -1384,6 +1391,9 @@ class UpstreamProtocol(_BatchedConnection):
             x.response_body(body)
 
     def on_message_complete(self) -> None:
+        # Trailer fields come through on_header after the head: dropped (as Envoy's HTTP/1 codec
+        # does by default), never left to pass for the next response's headers.
+        self._headers = []
         if self._skip:
             self._skip = False
             return
