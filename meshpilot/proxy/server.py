@@ -146,7 +146,9 @@ class Proxy:
         # The compiled fast lane for plain requests, unless it is not built or is turned off.
         self.fastlane: Any = None
         if fastpath is None:
-            log.warning("the compiled fast lane is not built (no C compiler at install?): every request takes the interpreted lane")
+            log.warning(
+                "the compiled fast lane is not built (no C compiler at install?): every request takes the interpreted lane"
+            )
         elif os.environ.get("MESHPILOT_PROXY_FASTPATH", "1") != "0":
             self.fastlane = fastpath.FastLane(self)
 
