@@ -58,7 +58,7 @@ log = logging.getLogger("meshpilot.proxy")
 try:
     from meshpilot.proxy import _fastpath as fastpath
 except ImportError:  # not compiled (no C compiler where it was installed): the interpreted lane only
-    fastpath = None
+    fastpath = None  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
