@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,22 @@ def nginx(port: int, body: str, cpu: str) -> Iterator[list[int]]:
         shutil.rmtree(prefix, ignore_errors=True)
 
 
+ADMIN_PORTS: dict[int, int] = {}  # listener port -> the proxy's admin port
+
+
+def fast_lane_counters(port: int) -> dict[str, int]:
+    """The proxy's ``meshpilot.fastlane.*`` counters from its admin /stats."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORTS[port]}/stats", timeout=5) as r:
+        text = r.read().decode()
+    return {k: int(v) for k, _, v in (line.partition(": ") for line in text.splitlines()) if "fastlane" in k}
+
+
 @contextlib.contextmanager
-def meshpilot_proxy(port: int, upstream: int, cpu: str, root: Path = ROOT) -> Iterator[list[int]]:
+def meshpilot_proxy(
+    port: int, upstream: int, cpu: str, root: Path = ROOT, fast_lane: bool = True
+) -> Iterator[list[int]]:
     admin = free_port()
+    ADMIN_PORTS[port] = admin
     boot = {
         "ip": "127.0.0.1",
         "admin": {"address": "127.0.0.1", "port": admin},
@@ -152,6 +166,7 @@ def meshpilot_proxy(port: int, upstream: int, cpu: str, root: Path = ROOT) -> It
             "warning",
         ],
         cwd=root,  # `-m` imports the package from the working directory first
+        env={**os.environ, "MESHPILOT_PROXY_FASTPATH": "1" if fast_lane else "0"},
     )
     try:
         wait_port(port)
@@ -174,7 +189,8 @@ def serve_relay(port: int, upstream: int) -> None:
             self.down = down
 
         def data_received(self, data: bytes) -> None:
-            self.down.transport.write(data)
+            if not self.down.transport.is_closing():
+                self.down.transport.write(data)
 
     class Down(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -194,6 +210,10 @@ def serve_relay(port: int, upstream: int) -> None:
                 self.pending.append(data)
             else:
                 self.up.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.up is not None:
+                self.up.close()
 
     async def run() -> None:
         await asyncio.get_running_loop().create_server(Down, "127.0.0.1", port)
@@ -304,6 +324,11 @@ def main() -> int:
         " in the same run, as `baseline`",
     )
     ap.add_argument(
+        "--interpreted",
+        action="store_true",
+        help="also measure the proxy with its compiled fast lane off (MESHPILOT_PROXY_FASTPATH=0)",
+    )
+    ap.add_argument(
         "--floor",
         action="store_true",
         help="also measure a bare uvloop TCP relay (no HTTP): the floor for any uvloop-based proxy",
@@ -348,6 +373,10 @@ def main() -> int:
                 bl_port = free_port()
                 bl = meshpilot_proxy(bl_port, up_port, "0", args.baseline_tree.resolve())
                 running["baseline"] = (bl_port, stack.enter_context(bl))
+            if args.interpreted:
+                ip_port = free_port()
+                ip = meshpilot_proxy(ip_port, up_port, "0", fast_lane=False)
+                running["interpreted"] = (ip_port, stack.enter_context(ip))
             if args.floor:
                 rl_port = free_port()
                 running["relay"] = (rl_port, stack.enter_context(relay(rl_port, up_port, "0")))
@@ -355,6 +384,8 @@ def main() -> int:
             for _ in range(max(1, args.rounds)):
                 for name, (port, pids) in running.items():
                     runs[name].append(cpu_run(port, pids, args.seconds, args.connections))
+            # The lane must have served the meshpilot target's requests, or the figure means nothing.
+            results["fast_lane"] = fast_lane_counters(mp_port)
             for name, (port, pids) in running.items():
                 ordered = sorted(runs[name], key=lambda r: r["cpu_us_per_request"])
                 results[name] = {
@@ -363,7 +394,7 @@ def main() -> int:
                     **latency_and_rss(port, pids, args.seconds),
                 }
     direct = results["direct"]
-    targets = tuple(t for t in ("nginx", "meshpilot", "baseline", "relay") if t in results)
+    targets = tuple(t for t in ("nginx", "meshpilot", "interpreted", "baseline", "relay") if t in results)
     for name in targets:
         r = results[name]
         r["added_latency_p50_ms"] = r["latency_p50_ms"] - direct["latency_p50_ms"]
@@ -412,6 +443,11 @@ def main() -> int:
     )
     if "baseline" in results:
         print(f"baseline / nginx CPU per request: {summary['baseline_cpu_per_request_ratio_to_nginx']:.2f}x")
+    lane = results["fast_lane"]
+    print(
+        f"meshpilot's fast lane: {lane.get('meshpilot.fastlane.rq_total', 0)} requests served,"
+        f" {lane.get('meshpilot.fastlane.handovers', 0)} connections handed to the interpreted lane"
+    )
     return 0
 
 
