@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import random
 import threading
@@ -36,6 +37,10 @@ _CHUNKED_PIECES = (
     b"x-trailer: t\r\n",
     b"\r\n",
 )
+
+
+# Every request any RawUpstream receives takes the next number: the order across upstreams.
+_ARRIVALS = itertools.count(1)
 
 
 def big_block(k: int) -> bytes:
@@ -60,9 +65,10 @@ class Seen:
 
     method: str
     target: str
-    headers: list[tuple[str, str]]  # names exactly as sent on the wire
+    headers: list[tuple[str, str]]  # names and values exactly as sent (but the OWS after the colon)
     body: bytes
     conn: int  # the upstream connection's serial number (1, 2, ...)
+    arrival: int = 0  # the order of arrival across all upstreams (``_ARRIVALS``)
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name]
@@ -258,7 +264,8 @@ async def _read_request(reader: asyncio.StreamReader, conn: int) -> Seen | None:
         return None
     lines = head[:-4].decode("latin-1").split("\r\n")
     method, target, _ = lines[0].split(" ", 2)
-    headers = [(k, v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+    # Trailing whitespace is kept: whether a proxy trims it is part of what it forwards.
+    headers = [(k, v.lstrip(" \t")) for k, _, v in (line.partition(":") for line in lines[1:])]
     lowered = {k.lower(): v for k, v in headers}
     body = b""
     if lowered.get("transfer-encoding", "").lower() == "chunked":
@@ -271,4 +278,4 @@ async def _read_request(reader: asyncio.StreamReader, conn: int) -> Seen | None:
             body += (await reader.readexactly(size + 2))[:-2]
     elif "content-length" in lowered:
         body = await reader.readexactly(int(lowered["content-length"]))
-    return Seen(method, target, headers, body, conn)
+    return Seen(method, target, headers, body, conn, next(_ARRIVALS))

@@ -161,6 +161,10 @@ def get(target: str, host: str | None = "svc", **headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def post(target: str, body: bytes, host: str | None = "svc", **headers: str) -> bytes:
+    return b"POST" + get(target, host, content_length=str(len(body)), **headers)[3:] + body
+
+
 # --- what the proxy reports ---------------------------------------------------------------------
 
 
@@ -236,6 +240,21 @@ def route(cluster: str, match: dict[str, Any] | None = None, **action: Any) -> d
     return {"name": cluster, "match": match or {"prefix": "/"}, "route": {"cluster": cluster, **action}}
 
 
+def on_header(name: str, **string_match: Any) -> dict[str, Any]:
+    """A route match on one header (``:method`` too) with one string matcher."""
+    return {"prefix": "/", "headers": [{"name": name, "string_match": string_match}]}
+
+
+def add(key: str, value: str, overwrite: bool = False) -> dict[str, Any]:
+    action = "OVERWRITE_IF_EXISTS_OR_ADD" if overwrite else "APPEND_IF_EXISTS_OR_ADD"
+    return {"header": {"key": key, "value": value}, "append_action": action}
+
+
+def matching(name: str, match: dict[str, Any]) -> dict[str, Any]:
+    """A virtual host ``name`` whose first route (to b) matches beyond the path; the rest fall through to a."""
+    return {"name": name, "domains": [name], "routes": [route("b", match), route("a")]}
+
+
 REVIEWS_META = {
     "istio": {
         "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
@@ -289,7 +308,8 @@ def outbound_bootstrap(
     ]
     vhosts = [
         {"name": "svc", "domains": ["svc", "svc:80"], "routes": svc_routes},
-        # matches on a header: the lane cannot decide from the path, so this host is never plain
+        # Routes that match on headers, method or query: the lane routes each request with the
+        # interpreted lane's RequestView and route table.
         {
             "name": "hdr",
             "domains": ["hdr"],
@@ -300,6 +320,91 @@ def outbound_bootstrap(
                 ),
                 route("a"),
             ],
+        },
+        matching("m-prefix", on_header("x-tier", prefix="gold")),
+        matching("m-regex", on_header("x-version", safe_regex=r"v[0-9]+\.[0-9]+")),
+        matching("m-method", on_header(":method", exact="POST")),
+        matching(
+            "m-query",
+            {"prefix": "/", "query_parameters": [{"name": "canary", "string_match": {"exact": "1"}}]},
+        ),
+        {
+            "name": "m-weighted",
+            "domains": ["m-weighted"],
+            "routes": [
+                {
+                    "name": "weighted",
+                    "match": on_header("end-user", exact="jason"),
+                    "route": {
+                        "weighted_clusters": [
+                            {"name": "a", "weight": 50, "request_headers_to_add": [add("x-target", "a")]},
+                            {"name": "b", "weight": 50, "request_headers_to_add": [add("x-target", "b")]},
+                        ]
+                    },
+                },
+                route("a"),
+            ],
+        },
+        # Header edits, which the lane applies itself (its own local replies included)
+        {
+            "name": "req-edit",
+            "domains": ["req-edit"],
+            "routes": [
+                {
+                    **route("a"),
+                    "request_headers_to_add": [add("x-added", "one"), add("x-tier", "gold", overwrite=True)],
+                    "request_headers_to_remove": ["x-secret"],
+                }
+            ],
+        },
+        {
+            "name": "resp-edit",
+            "domains": ["resp-edit"],
+            "response_headers_to_add": [add("x-vhost", "resp-edit")],
+            "routes": [
+                {
+                    **route("a"),
+                    "response_headers_to_add": [
+                        add("x-resp", "added"),
+                        add("x-upstream", "edited", overwrite=True),
+                    ],
+                    "response_headers_to_remove": ["x-custom"],
+                }
+            ],
+        },
+        {
+            "name": "resp-rm-length",
+            "domains": ["resp-rm-length"],
+            "routes": [{**route("a"), "response_headers_to_remove": ["content-length"]}],
+        },
+        {
+            "name": "dead-edit",
+            "domains": ["dead-edit"],
+            "routes": [
+                {
+                    **route("dead"),
+                    "response_headers_to_add": [add("x-edited", "uf")],
+                    "response_headers_to_remove": ["content-type"],
+                }
+            ],
+        },
+        {
+            "name": "slow-edit",
+            "domains": ["slow-edit"],
+            "routes": [
+                {
+                    **route("a", timeout=0.3),
+                    "response_headers_to_add": [
+                        add("x-edited", "ut"),
+                        add("content-type", "text/x-timeout", overwrite=True),
+                    ],
+                }
+            ],
+        },
+        {
+            "name": "m-only",
+            "domains": ["m-only"],
+            "routes": [route("b", on_header("end-user", exact="jason"))],
         },
         {"name": "ka", "domains": ["ka"], "routes": [route("ka")]},
         {"name": "dead", "domains": ["dead"], "routes": [route("dead")]},
@@ -737,15 +842,8 @@ HANDOVER_CASES: dict[str, tuple[Script, bool]] = {
         False,
     ),
     "expect-100": (_expect_continue, False),
-    "header-match": (
-        _exchange(
-            get("http://hdr/echo", host="hdr", end_user="jason", x_request_id="j")
-            + get("http://hdr/echo", host="hdr", end_user="mary", x_request_id="m"),
-            False,
-            False,
-        ),
-        False,
-    ),
+    # a virtual host whose only route matches on a header: the interpreted lane's 404 NR
+    "no-route-after-match": (_exchange(get("/echo", host="m-only", end_user="mary")), False),
     "redirect": (_exchange(get("http://svc/redirect")), False),
     "unknown-host": (_exchange(get("http://nowhere.example/x", host="nowhere.example")), False),
     "cl-and-te": (
@@ -820,7 +918,7 @@ def test_handover_answers_as_the_interpreted_lane(src, src_off, ups, case):
             "http10": [200],
             "chunked-request": [200],
             "expect-100": [100, 200],
-            "header-match": [200, 200],
+            "no-route-after-match": [404],
             "redirect": [302],
             "unknown-host": [404],
             "cl-and-te": [400],
@@ -834,8 +932,6 @@ def test_handover_answers_as_the_interpreted_lane(src, src_off, ups, case):
         assert got[0].json()["body_len"] == 11
     if case == "expect-100":
         assert got[1].json()["body_len"] == 5
-    if case == "header-match":
-        assert [r.header("x-upstream") for r in got] == ["b", "a"]
     if case == "redirect":
         assert got[0].header("location") == "http://other.example/landed"
 
@@ -847,7 +943,298 @@ def test_unknown_host_is_404_nr_in_the_metrics(src):
     assert by_code_and_flags(istio_delta(src, before)) == {("404", "NR"): 1}
 
 
-# --- 6. flow control ----------------------------------------------------------------------------
+# --- 6. routes chosen per request, header edits: served in the lane, as the interpreted lane would ---
+
+
+def _each(*raws: bytes) -> Script:
+    """Send the requests one at a time on one connection, each after the previous answer."""
+
+    def run(c: RawClient) -> list[Response]:
+        return [c.request(raw, head_only=raw.startswith(b"HEAD ")) for raw in raws]
+
+    return run
+
+
+Saw = tuple[Any, ...]  # (upstream, method, target, headers in wire order, body)
+
+
+def _upstream_marks(ups: dict[str, RawUpstream]) -> dict[str, int]:
+    return {name: len(u.seen) for name, u in ups.items()}
+
+
+def _upstream_saw(ups: dict[str, RawUpstream], marks: dict[str, int]) -> list[Saw]:
+    """The requests the upstreams received since ``marks``, in order of arrival, generated
+    request ids masked."""
+    seen = sorted(
+        ((s, name) for name, u in ups.items() for s in u.seen[marks[name] :]), key=lambda t: t[0].arrival
+    )
+    return [
+        (
+            name,
+            s.method,
+            s.target,
+            [(k, "<uuid>" if k.lower() == "x-request-id" and len(v) == 36 else v) for k, v in s.headers],
+            s.body,
+        )
+        for s, name in seen
+    ]
+
+
+def _served(p: ProxyProcess, ups: dict[str, RawUpstream], script: Script) -> tuple[list[Response], list[Saw]]:
+    marks = _upstream_marks(ups)
+    with RawClient(p.port, timeout=3) as c:
+        got = script(c)
+    return got, _upstream_saw(ups, marks)
+
+
+def _values(saw: Saw, name: str) -> list[str]:
+    return [v for k, v in saw[3] if k.lower() == name]
+
+
+def _upstreams(rs: list[Response]) -> list[str | None]:
+    return [r.header("x-upstream") for r in rs]
+
+
+def _check_header_exact(rs: list[Response], saw: list[Saw]) -> None:
+    # jason, mary, none, jason in an upper-case Host and name
+    assert _upstreams(rs) == ["b", "a", "a", "b"]
+    assert [s[0] for s in saw] == ["b", "a", "a", "b"]
+
+
+def _check_header_prefix(rs: list[Response], saw: list[Saw]) -> None:
+    assert _upstreams(rs) == ["b", "a", "b", "a"]
+
+
+def _check_header_regex(rs: list[Response], saw: list[Saw]) -> None:
+    assert _upstreams(rs) == ["b", "a", "b", "a"]  # the regex must match the whole value
+
+
+def _check_method(rs: list[Response], saw: list[Saw]) -> None:
+    assert _upstreams(rs) == ["b", "a", "a"]
+    assert rs[0].json()["body_len"] == 7 and saw[0][4] == b"payload"
+    assert rs[2].header("content-length") == "1234" and rs[2].body == b""
+
+
+def _check_query(rs: list[Response], saw: list[Saw]) -> None:
+    assert _upstreams(rs) == ["b", "a", "b", "a", "b", "a"]
+    assert [s[2] for s in saw][4] == "/echo?canary=%31"  # the target goes upstream as it came
+
+
+def _check_request_edits(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200, 200, 200] and [s[0] for s in saw] == ["a", "a", "a"]
+    first, posted, absolute = saw
+    assert _values(first, "x-added") == ["zero", "one"]  # appended after the client's
+    assert _values(first, "x-tier") == ["gold"]  # overwritten: the client's two are gone
+    assert _values(first, "x-secret") == [] and _values(first, "x-keep") == ["k"]
+    assert _values(first, "x-request-id") == ["re1"] and _values(first, "host") == ["req-edit"]
+    assert _values(first, "x-envoy-peer-metadata-id")[0].startswith("sidecar~127.0.0.1~productpage")
+    assert all(k == k.lower() for k, _ in first[3])
+    # a body still follows an edited head, with its length
+    assert posted[1] == "POST" and posted[4] == b"payload" and _values(posted, "content-length") == ["7"]
+    assert _values(posted, "x-tier") == ["gold"] and _values(posted, "x-added") == ["one"]
+    assert _values(posted, "x-request-id") == ["<uuid>"]  # generated once, kept through the edits
+    # absolute-form with no Host header: the authority is the target's
+    assert absolute[2] == "/echo" and _values(absolute, "host") == ["req-edit"]
+    assert _values(absolute, "x-request-id") == ["<uuid>"]
+
+
+def _check_response_edits(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200, 200, 200, 200, 200, 200, 200, 204]
+    for r in rs:
+        assert r.header("x-resp") == "added" and r.header("x-vhost") == "resp-edit", r.headers
+        assert [v for k, v in r.headers if k == "x-upstream"] == ["edited"], r.headers
+        assert r.header("x-custom") is None and not HOP_BY_HOP - {"transfer-encoding"} & {
+            k for k, _ in r.headers
+        }
+        assert r.header("x-envoy-upstream-service-time") is not None
+    hop, echo, chunked, close, head, split, interim, _ = rs
+    assert hop.body == b"hop" and echo.json()["target"] == "/echo"
+    assert chunked.framing == "chunked" and chunked.body == CHUNKED_BODY
+    assert close.framing == "chunked" and close.body == b"c" * 300
+    assert head.header("content-length") == "1234"
+    assert split.body == b"split" and interim.body == b"final"
+
+
+def _check_uf_edits(rs: list[Response], saw: list[Saw]) -> None:
+    for r in rs:
+        assert r.status == 503 and r.body.startswith(b"upstream connect error"), r
+        assert r.header("x-edited") == "uf" and r.header("content-type") is None, r.headers
+    assert saw == []
+
+
+def _check_ut_edits(rs: list[Response], saw: list[Saw]) -> None:
+    timeout, ok = rs
+    assert timeout.status == 504 and timeout.body == b"upstream request timeout"
+    assert ok.status == 200 and ok.json()["target"] == "/echo"  # the connection was kept
+    for r in rs:
+        assert r.header("x-edited") == "ut" and r.header("content-type") == "text/x-timeout", r.headers
+    assert [s[2] for s in saw] == ["/echo?sleep=1", "/echo"]
+
+
+LANE_CASES: dict[str, tuple[Script, Callable[[list[Response], list[Saw]], None]]] = {
+    # name: (script, what must hold in the lane's run beyond parity with the interpreted lane)
+    "header-exact": (
+        _exchange(  # pipelined: the lane routes each one as it comes out of ``pending``
+            get("http://hdr/echo", host="hdr", end_user="jason", x_request_id="j")
+            + get("http://hdr/echo", host="hdr", end_user="mary", x_request_id="m")
+            + get("/echo", host="hdr", x_request_id="none")
+            + get("/echo", host="HDR", END_USER="jason"),
+            *[False] * 4,
+        ),
+        _check_header_exact,
+    ),
+    "header-prefix": (
+        _each(
+            get("/echo", host="m-prefix", x_tier="gold-plus"),
+            get("/echo", host="m-prefix", x_tier="silver"),
+            get("/echo", host="m-prefix", X_TIER="gold"),
+            get("/echo", host="m-prefix"),
+        ),
+        _check_header_prefix,
+    ),
+    "header-regex": (
+        _each(
+            get("/echo", host="m-regex", x_version="v1.2"),
+            get("/echo", host="m-regex", x_version="v1.2.3"),
+            get("/echo", host="m-regex", x_version="v10.20"),
+            get("/echo", host="m-regex"),
+        ),
+        _check_header_regex,
+    ),
+    "method": (
+        _each(
+            post("/echo", b"payload", host="m-method"),
+            get("/echo", host="m-method"),
+            b"HEAD /head HTTP/1.1\r\nHost: m-method\r\n\r\n",
+        ),
+        _check_method,
+    ),
+    "query-param": (
+        _each(
+            get("/echo?canary=1", host="m-query"),
+            get("/echo?canary=0", host="m-query"),
+            get("/echo?x=1&canary=1", host="m-query"),
+            get("/echo", host="m-query"),
+            get("http://m-query/echo?canary=%31", host=None),
+            get("/echo?canary", host="m-query"),
+        ),
+        _check_query,
+    ),
+    "request-header-edits": (
+        _each(
+            get(
+                "/echo",
+                host="req-edit",
+                x_added="zero",
+                X_Tier="silver",
+                x_tier="bronze",
+                x_secret="s",
+                x_keep="k",
+                x_request_id="re1",
+            ),
+            post("/echo", b"payload", host="req-edit", x_tier="silver"),
+            get("http://req-edit/echo", host=None),
+        ),
+        _check_request_edits,
+    ),
+    "response-header-edits": (
+        _each(
+            *(get(t, host="resp-edit") for t in ("/hop", "/echo", "/chunked", "/close?n=300")),
+            b"HEAD /head HTTP/1.1\r\nHost: resp-edit\r\n\r\n",
+            *(get(t, host="resp-edit") for t in ("/split-head", "/interim", "/status/204")),
+        ),
+        _check_response_edits,
+    ),
+    "response-edits-on-503-uf": (
+        _each(get("/", host="dead-edit"), get("/again", host="dead-edit")),
+        _check_uf_edits,
+    ),
+    "response-edits-on-504-ut": (
+        _each(
+            get("/echo?sleep=1", host="slow-edit"),
+            # the edits make the echo's content-type text: the body compares as bytes
+            get("/echo", host="slow-edit", x_request_id="ut"),
+        ),
+        _check_ut_edits,
+    ),
+}
+
+
+def _check_served(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200] and len(saw) == 1
+
+
+# Divergences found: the same request, a different answer from each lane.
+LANE_CASES |= {
+    "header-match-trailing-whitespace": (
+        _each(get("/echo", host="hdr", end_user="jason  ", x_request_id="ows")),
+        _check_served,
+    ),
+    "trailing-whitespace-forwarded": (_each(get("/echo", x_pad="v \t", x_request_id="ows")), _check_served),
+    "response-edit-removes-content-length": (
+        _each(get("/echo", host="resp-rm-length", x_request_id="rm")),
+        _check_served,
+    ),
+}
+LANE_XFAIL = {
+    "header-match-trailing-whitespace": "the lane's parser drops a value's trailing whitespace, llhttp keeps "
+    "it: 'end-user: jason  ' matches exact 'jason' in the lane (to b), not in the interpreted lane (to a)",
+    "trailing-whitespace-forwarded": "the lane forwards 'x-pad: v' where the interpreted lane forwards "
+    "'x-pad: v \\t' (a plain route, not new: the same trimming in the lane's parser)",
+    "response-edit-removes-content-length": "removing content-length from a response: the interpreted lane "
+    "re-chunks the body (the edited headers decide its framing), the lane still sends the received length",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=LANE_XFAIL[k])) if k in LANE_XFAIL else k
+        for k in LANE_CASES
+    ],
+)
+def test_lane_serves_as_the_interpreted_lane(src, src_off, ups, case):
+    script, check = LANE_CASES[case]
+    lane = Lane(src)
+    got, saw = _served(src, ups, script)
+    assert lane.delta() == (len(got), 0)  # every request served in the lane, none handed over
+    want, saw_off = _served(src_off, ups, script)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert _normalise(g) == _normalise(w)
+        assert [k for k, _ in g.headers] == [k for k, _ in w.headers]  # in the same order, too
+    assert saw == saw_off  # the upstreams received the same heads, header for header, and bodies
+    check(got, saw)
+
+
+def test_weighted_route_behind_a_header_match(src, src_off, ups):
+    n = 24  # both targets chosen at least once, but for a chance of 2**-23 per proxy
+    answers, upstream = [], []
+    for p in (src, src_off):
+        lane = Lane(src)
+        marks = _upstream_marks(ups)
+        with RawClient(p.port) as c:
+            got = [
+                c.request(get("/echo", host="m-weighted", end_user="jason", x_request_id="w"))
+                for _ in range(n)
+            ]
+            other = c.request(get("/echo", host="m-weighted", end_user="mary", x_request_id="w0"))
+        saw = _upstream_saw(ups, marks)
+        if p is src:
+            assert lane.delta() == (n + 1, 0)
+        # each request carries the edits of the target it went to
+        assert all(
+            [r.header("x-upstream")] == [v for k, v in r.json()["headers"] if k == "x-target"] for r in got
+        )
+        assert Counter(_upstreams(got)).keys() == {"a", "b"}
+        assert other.header("x-upstream") == "a" and "x-target" not in dict(other.json()["headers"])
+        answers.append(({repr(_normalise(r)) for r in got}, _normalise(other)))  # dicts: by repr
+        upstream.append({(s[0], s[1], s[2], tuple(s[3]), s[4]) for s in saw})
+    assert answers[0] == answers[1]
+    assert upstream[0] == upstream[1] and len(upstream[0]) == 3  # one head per target, and the other
+
+
+# --- 7. flow control ----------------------------------------------------------------------------
 
 
 def test_100mb_response_to_a_slow_reader_keeps_proxy_memory_bounded(src, ups):
@@ -905,7 +1292,7 @@ def test_100mb_response_to_a_slow_reader_keeps_proxy_memory_bounded(src, ups):
     assert lane.delta() == (1, 0)
 
 
-# --- 7. metrics parity --------------------------------------------------------------------------
+# --- 8. metrics parity --------------------------------------------------------------------------
 
 
 PARITY_SEQUENCE: list[tuple[int, Script]] = [  # (requests, script)
@@ -934,15 +1321,24 @@ PARITY_SEQUENCE: list[tuple[int, Script]] = [  # (requests, script)
     (1, _exchange(get("/", host="dead"))),
     (1, _exchange(get("/garbage"))),
     (1, _exchange(get("/slow?sleep=1"))),
+    # routed per request, header edits (a local reply's too)
+    (
+        2,
+        _exchange(
+            get("http://hdr/echo", host="hdr", end_user="jason") + get("/echo", host="m-query"), False, False
+        ),
+    ),
+    (1, _exchange(post("/echo", b"edited", host="req-edit", x_secret="s"))),
+    (1, _exchange(get("/hop", host="resp-edit"))),
+    (1, _exchange(get("/", host="dead-edit"))),
     # handed over
     (1, _exchange(get("http://nowhere.example/", host="nowhere.example"))),
-    (1, _exchange(get("http://hdr/echo", host="hdr", end_user="jason"))),
     (1, _exchange(get("/redirect"))),
     (1, _exchange(b"GET /echo HTTP/1.0\r\nHost: svc\r\n\r\n")),
     (1, _exchange(b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")),
 ]
 PARITY_REQUESTS = sum(n for n, _ in PARITY_SEQUENCE) + 1  # and one the client walks away from (DC)
-PARITY_FAST, PARITY_HANDOVERS = 18, 5  # requests the lane serves (DC too), connections it hands over
+PARITY_FAST, PARITY_HANDOVERS = 23, 4  # requests the lane serves (DC too), connections it hands over
 
 
 def _play(p: ProxyProcess, a: RawUpstream) -> list[tuple[Any, ...]]:
@@ -975,5 +1371,5 @@ def test_metrics_are_the_same_with_the_lane_on_and_off(src, src_off, ups):
         k: v - flags_off0.get(k, 0) for k, v in flag_counters(src_off).items() if v != flags_off0.get(k, 0)
     }
     assert flags_on == flags_off
-    assert by_code_and_flags(on)[("503", "UF")] == 1 and by_code_and_flags(on)[("0", "DC")] == 1
+    assert by_code_and_flags(on)[("503", "UF")] == 2 and by_code_and_flags(on)[("0", "DC")] == 1
     assert lane.delta() == (PARITY_FAST, PARITY_HANDOVERS)
