@@ -11,8 +11,8 @@ one configuration and one set of counters.
 
 Anything else is not this module's business. Before it touches a request it decides whether the
 request is plain; if not (HTTP/1.0, chunked or partial bodies, Expect, Upgrade, obs-fold, a route
-that redirects, rewrites, edits request headers or hashes, passthrough, access logging on, a head
-split across reads ...) it hands the connection, with the bytes it holds, to
+that redirects, rewrites or hashes, passthrough, a head split across reads ...) it hands the
+connection, with the bytes it holds, to
 ``http.DownstreamProtocol`` and steps aside for good. The fast parser therefore only has to
 recognise strictly well-formed heads: whatever it does not accept goes to llhttp, which rejects
 malformed input with Envoy's codes. It never accepts a head llhttp would reject.
@@ -45,6 +45,7 @@ cdef enum:
 cdef enum:
     P_SLOW = 0
     P_FORWARD = 1
+    P_MATCH = 2         # the virtual host matches on headers, method or query: route per request
 
 # response body framing
 cdef enum:
@@ -563,10 +564,13 @@ cdef class Plan:
     cdef dict clusters        # target -> ClusterState
     cdef object cluster       # the one ClusterState when there is a single target
     cdef double timeout
+    cdef object table         # P_MATCH: the route table to match each request against
 
     def __repr__(self):
         if self.kind == P_SLOW:
             return f"<Plan slow: {self.reason}>"
+        if self.kind == P_MATCH:
+            return f"<Plan match per request in {self.table.name!r}>"
         return f"<Plan forward route={self.route_name!r} clusters={[c.name for c in self.clusters.values()]}>"
 
 
@@ -583,6 +587,7 @@ cdef class FastLane:
     cdef readonly object proxy
     cdef object snapshot
     cdef dict plans           # listener name -> {authority \0 path: Plan}
+    cdef dict route_plans     # id(route) -> Plan, for routes chosen per request (P_MATCH)
     cdef bytes peer_blob      # the metadata-exchange headers every outbound request carries
     cdef object request_id
     cdef object route_name_for
@@ -592,6 +597,9 @@ cdef class FastLane:
     cdef dict status_lines
     cdef tuple millis
     cdef object downstream_factory
+    cdef object request_view
+    cdef object request_head
+    cdef frozenset hop_or_peer
     cdef object upstream_factory
     # the destination side's last series table, by peer metadata and cluster (one caller, mostly)
     cdef object last_cluster
@@ -604,10 +612,12 @@ cdef class FastLane:
     def __init__(self, proxy):
         from meshpilot.proxy import http
         from meshpilot.proxy.config import BLACKHOLE
+        from meshpilot.proxy.router import RequestView
 
         self.proxy = proxy
         self.snapshot = None
         self.plans = {}
+        self.route_plans = {}
         self.peer_blob = b"".join(k + b": " + v + b"\r\n" for k, v in proxy.peer_headers)
         self.request_id = http._request_id
         self.route_name_for = http._route_name_for
@@ -617,6 +627,9 @@ cdef class FastLane:
         self.status_lines = dict(http._STATUS_LINE)
         self.millis = http._MILLIS
         self.downstream_factory = http.DownstreamProtocol
+        self.request_view = RequestView
+        self.request_head = http.request_head
+        self.hop_or_peer = http._HOP_OR_PEER
         self.upstream_factory = FastUpstream
         self.requests = 0
         self.handovers = 0
@@ -630,6 +643,7 @@ cdef class FastLane:
         if snap is not self.snapshot:
             self.snapshot = snap
             self.plans = {}
+            self.route_plans = {}
         per = self.plans.get(lc.name)
         if per is None:
             per = self.plans[lc.name] = {}
@@ -643,8 +657,6 @@ cdef class FastLane:
         return plan
 
     cdef Plan make_plan(self, snap, lc, str authority, str path):
-        if lc.loggers:
-            return slow("access logging")
         if lc.route_config_name is None and lc.direction == "INBOUND":
             return self.forward(snap, None, lc.cluster or "")
         name = lc.route_config_name
@@ -653,11 +665,29 @@ cdef class FastLane:
         table = snap.routes.get(name)
         route = None
         vh = None
+        cdef Plan plan
         if table is not None:
             try:
                 vh, route = table.lookup(authority, path, _no_view)
             except _NeedsView:
-                return slow("matches beyond the path")
+                plan = Plan.__new__(Plan)
+                plan.kind = P_MATCH
+                plan.table = table
+                return plan
+        return self.route_plan(snap, lc, vh, route)
+
+    cdef Plan matched_plan(self, object lc, vh, route):
+        """The plan for a route chosen per request, cached per route for the snapshot."""
+        key = (lc.name, id(route) if route is not None else id(vh))  # both live as long as the snapshot
+        cdef Plan plan = self.route_plans.get(key)
+        if plan is None:
+            plan = self.route_plan(self.snapshot, lc, vh, route)
+            if len(self.route_plans) >= 4096:
+                self.route_plans.clear()
+            self.route_plans[key] = plan
+        return plan
+
+    cdef Plan route_plan(self, snap, lc, vh, route):
         if route is None:
             if lc.cluster is None or vh is not None:
                 return slow("no route")
@@ -668,11 +698,6 @@ cdef class FastLane:
             return slow("hash policy or rewrite")
         if route.host_rewrite is not None:
             return slow("authority rewrite")
-        for t in route.targets:
-            if t.request_chain and any(ops for ops in t.request_chain):
-                return slow("request header edits")
-            if t.merged_response_ops:
-                return slow("response header edits")
         cdef Plan plan = Plan.__new__(Plan)
         plan.kind = P_FORWARD
         plan.route = route
@@ -726,6 +751,8 @@ cdef class FastDownstream:
     cdef readonly str remote_ip
     cdef object snapshot       # the configuration ``listener`` was read from
     cdef bint inbound
+    cdef bint logging          # the listener has access loggers: exchanges keep what they read
+    cdef readonly long long conn_id
     cdef FastExchange current
     cdef bytes pending         # bytes of the next request(s), read while one is in flight
     cdef bint reading_paused
@@ -741,6 +768,7 @@ cdef class FastDownstream:
         self.listener = listener
         self.listener_name = listener.name
         self.inbound = listener.direction == "INBOUND"
+        self.logging = bool(listener.loggers)
         self.admin = False
         self.current = None
         self.pending = b""
@@ -757,6 +785,7 @@ cdef class FastDownstream:
         self.remote_addr, self.remote_ip = _addr(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=HIGH_WATER)
         self.proxy.downstream.add(self)
+        self.conn_id = self.proxy.next_conn_id()
         self.proxy.counters.inc(f"listener.{self.local_addr}.downstream_cx_total")
         self.last_active = now_mono()
         self.arm_idle(self.proxy.settings.idle_timeout)
@@ -818,6 +847,7 @@ cdef class FastDownstream:
             self.snapshot = snap
             self.listener = snap.listeners.get(self.listener_name) or self.listener
             self.inbound = self.listener.direction == "INBOUND"
+            self.logging = bool(self.listener.loggers)
         lc = self.listener
         # authority and path, from the target (absolute-form) or the Host header
         cdef Py_ssize_t ts = h.target.start, te = h.target.end, i, path_start, q
@@ -843,6 +873,21 @@ cdef class FastDownstream:
             q += 1
         cdef bytes path = PyBytes_FromStringAndSize(<char*>p + path_start, q - path_start) if q > path_start else b"/"
         cdef Plan plan = self.lane.plan_for(snap, lc, authority, path)
+        cdef bytes rid = None
+        cdef list headers = None  # the request's headers as the interpreted lane lists them, when needed
+        inbound = self.inbound
+        if plan.kind == P_MATCH:
+            headers, rid = self.header_list(p, &h, inbound)
+            view = self.lane.request_view(
+                PyBytes_FromStringAndSize(<char*>p, h.method.end).decode("latin-1"),
+                path.decode("latin-1"),
+                PyBytes_FromStringAndSize(<char*>p + q + 1, te - q - 1).decode("latin-1") if q < te else "",
+                authority.decode("latin-1"),
+                headers,
+                self.remote_ip,
+            )
+            vh, route = plan.table.route(view)
+            plan = self.lane.matched_plan(lc, vh, route)
         if plan.kind != P_FORWARD:
             self.handover(data)
             return
@@ -851,6 +896,8 @@ cdef class FastDownstream:
         if cluster is None:
             target = plan.route.pick()
             cluster = plan.clusters[target]
+        elif plan.targets:
+            target = plan.targets[0]
         host = cluster.balancer.choose(None)
         if host is None:
             self.handover(data)  # no healthy upstream: the interpreted lane answers 503 UH
@@ -875,11 +922,32 @@ cdef class FastDownstream:
         x.upstream_host = host.key
         x.close_after = h.close
         x.bytes_received = h.content_length if h.content_length > 0 else 0
-        inbound = self.inbound
         if inbound and h.peer >= 0:
             x.peer_header = PyBytes_FromStringAndSize(<char*>p + h.values[h.peer].start,
                                                      h.values[h.peer].end - h.values[h.peer].start)
-        x.request = self.build_request(p, &h, authority, path_start, inbound)
+        if target is not None and target.merged_response_ops:
+            x.response_ops = target.merged_response_ops
+        if self.logging:
+            # what the access log reads later: the header list (edited below, if the route says so)
+            x.logging = True
+            x.resp_headers = ()
+            x.target_raw = PyBytes_FromStringAndSize(<char*>p + path_start, te - path_start) if te > path_start else b"/"
+            if headers is None:
+                headers, rid = self.header_list(p, &h, inbound)
+        if target is not None and target.request_chain:
+            # Header edits: on the header list, as the interpreted lane does, then the same head.
+            if headers is None:
+                headers, rid = self.header_list(p, &h, inbound)
+            for ops in target.request_chain:
+                headers = ops.apply(headers)
+            if not inbound:
+                headers += self.proxy.peer_headers
+            x.request = self.edited_request(p, &h, authority, path_start, headers)
+        else:
+            x.request = self.build_request(p, &h, authority, path_start, inbound, rid)
+            if headers is not None and not inbound:
+                headers += self.proxy.peer_headers
+        x.req_headers = headers
         self.current = x
         rest = h.head_end + (h.content_length if h.content_length > 0 else 0)
         if rest < n:
@@ -887,15 +955,44 @@ cdef class FastDownstream:
         self.lane.requests += 1
         x.begin(plan.timeout)
 
-    cdef bytes build_request(self, const unsigned char* p, Head* h, bytes authority, Py_ssize_t path_start,
-                             bint inbound):
-        """The upstream request head, and the body that came with it, in one buffer."""
+    cdef tuple header_list(self, const unsigned char* p, Head* h, bint inbound):
+        """(headers, generated request id): every header as the interpreted lane keeps them at
+        routing time, lowercased names, peer metadata stripped on inbound listeners, and an
+        x-request-id appended when the client sent none."""
+        cdef list out = []
+        cdef int k
         cdef bytes rid = None
+        for k in range(h.nheaders):
+            if inbound and (h.kinds[k] == H_PEER or h.kinds[k] == H_PEER_ID):
+                continue
+            out.append((PyBytes_FromStringAndSize(<char*>p + h.names[k].start, h.names[k].end - h.names[k].start).lower(),
+                        PyBytes_FromStringAndSize(<char*>p + h.values[k].start, h.values[k].end - h.values[k].start)))
+        if h.rid < 0:
+            rid = self.lane.request_id()
+            out.append((b"x-request-id", rid))
+        return out, rid
+
+    cdef bytes edited_request(self, const unsigned char* p, Head* h, bytes authority, Py_ssize_t path_start,
+                              list headers):
+        """The upstream head from an edited header list (``http.request_head``), and the body."""
+        target = PyBytes_FromStringAndSize(<char*>p + path_start, h.target.end - path_start) \
+            if h.target.end > path_start else b"/"
+        head, _ = self.lane.request_head(
+            PyBytes_FromStringAndSize(<char*>p, h.method.end), target, authority, headers, False, False,
+            h.content_length if h.content_length >= 0 else None,
+        )
+        if h.content_length > 0:
+            return head + PyBytes_FromStringAndSize(<char*>p + h.head_end, h.content_length)
+        return head
+
+    cdef bytes build_request(self, const unsigned char* p, Head* h, bytes authority, Py_ssize_t path_start,
+                             bint inbound, bytes rid):
+        """The upstream request head, and the body that came with it, in one buffer."""
         cdef bytes peer = None if inbound else self.lane.peer_blob
         cdef char lenbuf[48]
         cdef int lenlen = 0
         cdef Py_ssize_t body = h.content_length if h.content_length > 0 else 0
-        if h.rid < 0:
+        if h.rid < 0 and rid is None:
             rid = self.lane.request_id()
         if h.content_length >= 0:
             lenlen = snprintf(lenbuf, 48, b"content-length: %lld\r\n", h.content_length)
@@ -1050,6 +1147,16 @@ cdef class FastExchange:
     cdef readonly bint done
     cdef readonly FastUpstream upstream
     cdef bytes request
+    cdef object response_ops     # the route's response header edits (HeaderOps), or None
+    # kept for the access log only (the listener has loggers): what http.Exchange would hold
+    cdef bint logging
+    cdef bytes target_raw
+    cdef readonly object req_headers
+    cdef readonly object resp_headers
+    cdef readonly double response_start_mono
+    cdef readonly str upstream_local
+    cdef readonly str upstream_failure
+    cdef readonly str termination
     cdef bint head_only
     cdef bint close_after
     cdef bint response_started
@@ -1061,6 +1168,24 @@ cdef class FastExchange:
     @property
     def listener(self):
         return self.conn.listener
+
+    # What the access log reads beyond the fields above (accesslog.py).
+
+    @property
+    def start_time(self):
+        return self.start_mono + self.proxy.wall_offset
+
+    @property
+    def request_end_mono(self):
+        return self.start_mono  # the whole request came in the read that started the exchange
+
+    @property
+    def target(self):
+        return self.target_raw.decode("latin-1") if self.target_raw is not None else ""
+
+    @property
+    def protocol(self):
+        return "HTTP/1.1"
 
     cdef void begin(self, double timeout):
         host = self.host
@@ -1092,6 +1217,7 @@ cdef class FastExchange:
         self.send(up)
 
     cdef void send(self, FastUpstream up):
+        self.upstream_local = up.local_addr
         self.upstream = up
         up.exchange = self
         self.upstream_start = now_mono()
@@ -1103,6 +1229,7 @@ cdef class FastExchange:
     def upstream_failed(self, str flag, str details, str reason=""):
         if self.done:
             return
+        self.upstream_failure = reason
         if not self.response_started:
             self.local_reply(503, flag, details,
                              b"upstream connect error or disconnect/reset before headers. reset reason: "
@@ -1136,7 +1263,10 @@ cdef class FastExchange:
         self.response_started = True
         # The request was read whole, so the connection stays open, as in the interpreted lane.
         closing = self.close_after or self.proxy.draining
-        self.conn.write(local_response(self.proxy, status, body, _TEXT_PLAIN, closing, self.head_only))
+        headers = _TEXT_PLAIN if self.response_ops is None else self.response_ops.apply(list(_TEXT_PLAIN))
+        self.resp_headers = headers
+        self.response_start_mono = now_mono()
+        self.conn.write(local_response(self.proxy, status, body, headers, closing, self.head_only))
         if not self.head_only:
             self.bytes_sent = len(body)
         self.finish(False)
@@ -1146,6 +1276,7 @@ cdef class FastExchange:
             return
         self.flags = self.flags or "DC"
         self.details = self.details or "downstream_remote_disconnect"
+        self.termination = "downstream_remote_disconnect"
         if not self.response_started:
             self.status = 0
         self.finish(False)
@@ -1197,6 +1328,9 @@ cdef class FastExchange:
             series = table.get(self.status)
             if series is not None:
                 observe(series, (self.end_mono - self.start_mono) * 1000.0, self.bytes_received, self.bytes_sent)
+                if self.logging:
+                    for logger in self.conn.listener.loggers:
+                        logger.log(self)
                 return
         self.proxy.record(self)
         if inbound and not self.flags:
@@ -1339,6 +1473,7 @@ cdef class FastUpstream:
         x.status = h.status
         x.details = "via_upstream"
         x.response_started = True
+        x.response_start_mono = now
         conn = x.conn
         ust = x.lane.millis[ms] if ms < 1000 else b"%d" % ms
         line = x.lane.status_lines.get(h.status)
@@ -1366,14 +1501,33 @@ cdef class FastUpstream:
             self.reusable = False
             lenlen = snprintf(lenbuf, 48, b"transfer-encoding: chunked\r\n")
         closing = x.close_after or self.proxy_draining()
+        cdef list edited = None
+        cdef Py_ssize_t kept_size = headers_size(h)
+        if x.response_ops is not None:
+            edited = self.edited_headers(x, p, h)
+            kept_size = 0
+            for name, value in edited:
+                kept_size += len(name) + len(value) + 4
         # "x-envoy-upstream-service-time: " is 31 bytes, 33 with its CRLF
-        cdef Py_ssize_t size = (PyBytes_GET_SIZE(line) + headers_size(h) + 33 + PyBytes_GET_SIZE(ust)
+        cdef Py_ssize_t size = (PyBytes_GET_SIZE(line) + kept_size + 33 + PyBytes_GET_SIZE(ust)
                                 + lenlen + (19 if closing else 0) + 2)
         cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
         cdef char* o = PyBytes_AS_STRING(out)
         cdef char* start = o
+        if x.logging:
+            x.resp_headers = self.received_headers(p, h) + [(b"x-envoy-upstream-service-time", ust)]
         o = put_bytes(o, line)
-        o = put_headers(o, p, h, False)
+        if edited is None:
+            o = put_headers(o, p, h, False)
+        else:
+            for name, value in edited:
+                o = put_bytes(o, name)
+                o[0] = 58
+                o[1] = 32
+                o = put_bytes(o + 2, value)
+                o[0] = 13
+                o[1] = 10
+                o += 2
         o = put(o, <const unsigned char*>b"x-envoy-upstream-service-time: ", 31)
         o = put_bytes(o, ust)
         o[0] = 13
@@ -1387,6 +1541,21 @@ cdef class FastUpstream:
         o += 2
         assert o - start <= size
         return out[:o - start]
+
+    cdef list edited_headers(self, FastExchange x, const unsigned char* p, Head* h):
+        """The response's headers through the route's edits, as the interpreted lane applies them
+        (to everything received), then without hop-by-hop and peer-metadata ones."""
+        drop = x.lane.hop_or_peer
+        return [(n, v) for n, v in x.response_ops.apply(self.received_headers(p, h)) if n not in drop]
+
+    cdef list received_headers(self, const unsigned char* p, Head* h):
+        """The response's headers as a list, names lowercased (the interpreted lane's shape)."""
+        cdef list received = []
+        cdef int k
+        for k in range(h.nheaders):
+            received.append((PyBytes_FromStringAndSize(<char*>p + h.names[k].start, h.names[k].end - h.names[k].start).lower(),
+                             PyBytes_FromStringAndSize(<char*>p + h.values[k].start, h.values[k].end - h.values[k].start)))
+        return received
 
     cdef bint proxy_draining(self):
         return self.pool.proxy.draining

@@ -341,7 +341,9 @@ class DownstreamProtocol(_BatchedConnection):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        # llhttp skips the whitespace before a value but keeps what follows it; a field value
+        # has none at either end (RFC 9110 5.5), and Envoy trims both.
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -875,35 +877,20 @@ class Exchange:
         authority = self.authority_raw
         if authority is None:
             authority = self.authority.encode("latin-1")
-        head = [method, b" ", target, b" HTTP/1.1\r\n"]
-        upgrade = None
-        has_host = False
-        for k, v in self.req_headers:
-            if k in _HOP:
-                if k == b"upgrade":
-                    upgrade = v
-                continue
-            if k == b"host":
-                if has_host:
-                    continue
-                has_host = True
-                v = authority
-            head += (k, b": ", v, b"\r\n")
-        if not has_host:
-            head += (b"host: ", authority, b"\r\n")
-        if upgrade is not None and self.upgrade_requested:
-            self.upgrading = True
-            head.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
-        elif self.req_chunked:
-            head.append(b"transfer-encoding: chunked\r\n")
-        elif self.req_length is not None:
-            head.append(b"content-length: %d\r\n" % self.req_length)
-        head.append(b"\r\n")
+        head, self.upgrading = request_head(
+            method,
+            target,
+            authority,
+            self.req_headers,
+            self.upgrade_requested,
+            self.req_chunked,
+            self.req_length,
+        )
         if self.conn.feeding and (self.req_length or self.req_chunked) and not up.batching:
             # The body may follow from the same read: head and body leave in one send.
             up.batching = True
             self.conn.dirty.append(up)
-        up.write(b"".join(head))
+        up.write(head)
         self.head_sent = True
         if self.pending_body is not None:
             for chunk in self.pending_body:
@@ -967,8 +954,6 @@ class Exchange:
             return
         # The upstream parser made this list for this response alone: the access log keeps it.
         self.resp_headers = received = headers
-        if self.response_ops is not None:
-            headers = self.response_ops.apply(headers)
         line = _STATUS_LINE.get(status)
         conn = self.conn
         # While the downstream batches an upstream read, the head goes straight into its buffer.
@@ -976,14 +961,25 @@ class Exchange:
         out.append(line if line is not None else status_line(status))
         length: bytes | None = None
         chunked = False
-        for k, v in headers:
-            if k in _HOP_OR_PEER:
+        if self.response_ops is not None:
+            # Framing is the upstream's, whatever the route's edits say about its headers.
+            for k, v in received:
                 if k == b"content-length":
                     length = v
                 elif k == b"transfer-encoding":
                     chunked = True
-                continue
-            out += (k, b": ", v, b"\r\n")
+            for k, v in self.response_ops.apply(received):
+                if k not in _HOP_OR_PEER:
+                    out += (k, b": ", v, b"\r\n")
+        else:
+            for k, v in headers:
+                if k in _HOP_OR_PEER:
+                    if k == b"content-length":
+                        length = v
+                    elif k == b"transfer-encoding":
+                        chunked = True
+                    continue
+                out += (k, b": ", v, b"\r\n")
         for k, v in self.extra_resp_headers:
             out.append(k + b": " + v + b"\r\n")
         ms = int((now - self.upstream_start) * 1000)
@@ -1161,6 +1157,46 @@ class Exchange:
         for chunk in conn.tunnel_buffer:
             up.write(chunk)
         conn.tunnel_buffer.clear()
+
+
+def request_head(
+    method: bytes,
+    target: bytes,
+    authority: bytes,
+    headers: Headers,
+    upgrade_requested: bool,
+    chunked: bool,
+    length: int | None,
+) -> tuple[bytes, bool]:
+    """The upstream request head (both lanes): the headers in order but hop-by-hop ones, the first
+    Host carrying ``authority`` (added last when absent), then the framing the proxy chose.
+    Also says whether the request upgrades (a requested Upgrade that names a protocol)."""
+    head = [method, b" ", target, b" HTTP/1.1\r\n"]
+    upgrade = None
+    has_host = False
+    for k, v in headers:
+        if k in _HOP:
+            if k == b"upgrade":
+                upgrade = v
+            continue
+        if k == b"host":
+            if has_host:
+                continue
+            has_host = True
+            v = authority
+        head += (k, b": ", v, b"\r\n")
+    if not has_host:
+        head += (b"host: ", authority, b"\r\n")
+    upgrading = False
+    if upgrade is not None and upgrade_requested:
+        upgrading = True
+        head.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n")
+    elif chunked:
+        head.append(b"transfer-encoding: chunked\r\n")
+    elif length is not None:
+        head.append(b"content-length: %d\r\n" % length)
+    head.append(b"\r\n")
+    return b"".join(head), upgrading
 
 
 def local_response(
@@ -1366,7 +1402,7 @@ class UpstreamProtocol(_BatchedConnection):
     # one, which saves a Python callback per response.
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        self._headers.append((name.lower(), value.rstrip(b" \t")))  # as requests' (see above)
 
     def on_headers_complete(self) -> None:
         headers = self._headers
