@@ -1502,12 +1502,19 @@ cdef class FastUpstream:
             lenlen = snprintf(lenbuf, 48, b"transfer-encoding: chunked\r\n")
         closing = x.close_after or self.proxy_draining()
         cdef list edited = None
+        cdef list logged = None
         cdef Py_ssize_t kept_size = headers_size(h)
-        if x.response_ops is not None:
-            edited = self.edited_headers(x, p, h)
-            kept_size = 0
-            for name, value in edited:
-                kept_size += len(name) + len(value) + 4
+        if x.response_ops is not None or x.logging:
+            # As the interpreted lane: the route's edits apply to everything received, the log
+            # shows the result, the client gets it without hop-by-hop and peer-metadata headers.
+            logged = self.received_headers(p, h)
+            if x.response_ops is not None:
+                logged = x.response_ops.apply(logged)
+                drop = x.lane.hop_or_peer
+                edited = [(n, v) for n, v in logged if n not in drop]
+                kept_size = 0
+                for name, value in edited:
+                    kept_size += len(name) + len(value) + 4
         # "x-envoy-upstream-service-time: " is 31 bytes, 33 with its CRLF
         cdef Py_ssize_t size = (PyBytes_GET_SIZE(line) + kept_size + 33 + PyBytes_GET_SIZE(ust)
                                 + lenlen + (19 if closing else 0) + 2)
@@ -1515,7 +1522,8 @@ cdef class FastUpstream:
         cdef char* o = PyBytes_AS_STRING(out)
         cdef char* start = o
         if x.logging:
-            x.resp_headers = self.received_headers(p, h) + [(b"x-envoy-upstream-service-time", ust)]
+            logged.append((b"x-envoy-upstream-service-time", ust))
+            x.resp_headers = logged
         o = put_bytes(o, line)
         if edited is None:
             o = put_headers(o, p, h, False)
@@ -1541,12 +1549,6 @@ cdef class FastUpstream:
         o += 2
         assert o - start <= size
         return out[:o - start]
-
-    cdef list edited_headers(self, FastExchange x, const unsigned char* p, Head* h):
-        """The response's headers through the route's edits, as the interpreted lane applies them
-        (to everything received), then without hop-by-hop and peer-metadata ones."""
-        drop = x.lane.hop_or_peer
-        return [(n, v) for n, v in x.response_ops.apply(self.received_headers(p, h)) if n not in drop]
 
     cdef list received_headers(self, const unsigned char* p, Head* h):
         """The response's headers as a list, names lowercased (the interpreted lane's shape)."""

@@ -953,7 +953,9 @@ class Exchange:
         if self.conn.closed:
             return
         # The upstream parser made this list for this response alone: the access log keeps it.
-        self.resp_headers = received = headers
+        # What the access log shows: the response as the route's edits left it (Envoy logs the
+        # headers it sends), the upstream service time included.
+        self.resp_headers = logged = headers
         line = _STATUS_LINE.get(status)
         conn = self.conn
         # While the downstream batches an upstream read, the head goes straight into its buffer.
@@ -963,12 +965,13 @@ class Exchange:
         chunked = False
         if self.response_ops is not None:
             # Framing is the upstream's, whatever the route's edits say about its headers.
-            for k, v in received:
+            for k, v in headers:
                 if k == b"content-length":
                     length = v
                 elif k == b"transfer-encoding":
                     chunked = True
-            for k, v in self.response_ops.apply(received):
+            self.resp_headers = logged = self.response_ops.apply(list(headers))
+            for k, v in logged:
                 if k not in _HOP_OR_PEER:
                     out += (k, b": ", v, b"\r\n")
         else:
@@ -985,7 +988,7 @@ class Exchange:
         ms = int((now - self.upstream_start) * 1000)
         ust = _MILLIS[ms] if ms < 1000 else b"%d" % ms
         out += (b"x-envoy-upstream-service-time: ", ust, b"\r\n")
-        received.append((b"x-envoy-upstream-service-time", ust))
+        logged.append((b"x-envoy-upstream-service-time", ust))
         if status == 101:
             out.append(b"connection: upgrade\r\n")
             for k, v in headers:

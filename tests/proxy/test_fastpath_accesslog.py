@@ -525,14 +525,7 @@ CASES: dict[str, Case] = {
     ),
     "response-edit-add-only": Case(_one(get("/hop", host="edit-add", x_request_id="rid-a")), 1),
 }
-# Lines the lanes write differently (a strict xfail each: it fails loudly once they agree).
-DIVERGENT = {
-    "response-edit-add-only": (
-        "a route's response_headers_to_add with no removal: the interpreted lane logs the response "
-        "headers with the additions (HeaderOps.apply appends in place to the very list Exchange.resp_headers "
-        "holds), the lane logs them as received (FastUpstream.response_head applies the edits to a copy)"
-    ),
-}
+# response-edit-add-only once differed: both lanes now log the response as the route's edits left it.
 
 
 def _run_on(side: Sidecar, ups: dict[str, RawUpstream], case: Case) -> dict[str, list[str]]:
@@ -589,12 +582,7 @@ def test_the_lane_is_on_in_one_proxy_only(sidecars):
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=DIVERGENT[n]))
-        if n in DIVERGENT
-        else n
-        for n in CASES
-    ],
+    list(CASES),
 )
 def test_lanes_log_the_same_lines(sidecars, ups, name):
     _compare(name, sidecars, ups)
