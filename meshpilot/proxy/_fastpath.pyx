@@ -561,8 +561,11 @@ cdef class Plan:
     cdef object route
     cdef str route_name
     cdef tuple targets        # WeightedTarget objects, picked by the route
-    cdef dict clusters        # target -> ClusterState
+    cdef tuple clusters       # their ClusterStates, in the same order
+    cdef tuple request_ops    # their request header edits (a tuple of HeaderOps, or None), same order
+    cdef tuple response_ops   # their response header edits (HeaderOps, or None), same order
     cdef object cluster       # the one ClusterState when there is a single target
+    cdef object key           # matched plans: the route (or virtual host) this plan was made for
     cdef double timeout
     cdef object table         # P_MATCH: the route table to match each request against
 
@@ -571,7 +574,7 @@ cdef class Plan:
             return f"<Plan slow: {self.reason}>"
         if self.kind == P_MATCH:
             return f"<Plan match per request in {self.table.name!r}>"
-        return f"<Plan forward route={self.route_name!r} clusters={[c.name for c in self.clusters.values()]}>"
+        return f"<Plan forward route={self.route_name!r} clusters={[c.name for c in self.clusters]}>"
 
 
 cdef Plan slow(str reason):
@@ -678,10 +681,12 @@ cdef class FastLane:
 
     cdef Plan matched_plan(self, object lc, vh, route):
         """The plan for a route chosen per request, cached per route for the snapshot."""
-        key = (lc.name, id(route) if route is not None else id(vh))  # both live as long as the snapshot
+        target = route if route is not None else vh
+        key = (lc.name, id(target))
         cdef Plan plan = self.route_plans.get(key)
-        if plan is None:
+        if plan is None or plan.key is not target:  # (an id is unique only among live objects)
             plan = self.route_plan(self.snapshot, lc, vh, route)
+            plan.key = target
             if len(self.route_plans) >= 4096:
                 self.route_plans.clear()
             self.route_plans[key] = plan
@@ -704,13 +709,16 @@ cdef class FastLane:
         plan.route_name = route.name
         plan.targets = tuple(route.targets)
         plan.timeout = route.timeout
-        plan.clusters = {}
+        clusters = []
         for t in route.targets:
             c = self.usable_cluster(snap, t.cluster)
             if c is None:
                 return slow("cluster")
-            plan.clusters[t] = c
-        plan.cluster = plan.clusters[plan.targets[0]] if len(plan.targets) == 1 else None
+            clusters.append(c)
+        plan.clusters = tuple(clusters)
+        plan.request_ops = tuple(t.request_chain if any(t.request_chain) else None for t in route.targets)
+        plan.response_ops = tuple(t.merged_response_ops or None for t in route.targets)
+        plan.cluster = clusters[0] if len(clusters) == 1 else None
         return plan
 
     cdef Plan forward(self, snap, route, str cluster_name):
@@ -721,8 +729,8 @@ cdef class FastLane:
         plan.kind = P_FORWARD
         plan.route = None
         plan.route_name = ""
-        plan.targets = ()
-        plan.clusters = {}
+        plan.targets = plan.request_ops = plan.response_ops = ()
+        plan.clusters = (c,)
         plan.cluster = c
         plan.timeout = 0.0
         return plan
@@ -828,7 +836,21 @@ cdef class FastDownstream:
         self.serve(data)
 
     cdef void serve(self, bytes data):
-        """Start the first request in ``data``; the rest waits in ``pending``."""
+        """Start the first request in ``data``; the rest waits in ``pending``. Whatever goes wrong
+        in the Python the lane calls (route matchers, header edits, pools) must not unwind into
+        the callback that got here (an upstream's, for a pipelined request): before the exchange
+        starts, the interpreted lane takes the connection (and answers as it does, 400 at worst);
+        after, the connection is cut."""
+        try:
+            self.start(data)
+        except Exception:
+            log.exception("fast lane: serving a request failed")
+            if self.current is None and not self.closed:
+                self.handover(data)
+            else:
+                self.abort()
+
+    cdef void start(self, bytes data) except *:
         cdef Head h
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
@@ -891,13 +913,13 @@ cdef class FastDownstream:
         if plan.kind != P_FORWARD:
             self.handover(data)
             return
-        cluster = plan.cluster
-        target = None
-        if cluster is None:
-            target = plan.route.pick()
-            cluster = plan.clusters[target]
-        elif plan.targets:
-            target = plan.targets[0]
+        # the target: the only one, or the route's weighted pick (found by identity, not hashing)
+        cdef Py_ssize_t t = 0, ntargets = len(plan.targets)
+        if ntargets > 1:
+            picked = plan.route.pick()
+            while t < ntargets - 1 and plan.targets[t] is not picked:
+                t += 1
+        cluster = plan.clusters[t]
         host = cluster.balancer.choose(None)
         if host is None:
             self.handover(data)  # no healthy upstream: the interpreted lane answers 503 UH
@@ -925,8 +947,9 @@ cdef class FastDownstream:
         if inbound and h.peer >= 0:
             x.peer_header = PyBytes_FromStringAndSize(<char*>p + h.values[h.peer].start,
                                                      h.values[h.peer].end - h.values[h.peer].start)
-        if target is not None and target.merged_response_ops:
-            x.response_ops = target.merged_response_ops
+        request_ops = plan.request_ops[t] if ntargets else None
+        if ntargets:
+            x.response_ops = plan.response_ops[t]
         if self.logging:
             # what the access log reads later: the header list (edited below, if the route says so)
             x.logging = True
@@ -934,11 +957,11 @@ cdef class FastDownstream:
             x.target_raw = PyBytes_FromStringAndSize(<char*>p + path_start, te - path_start) if te > path_start else b"/"
             if headers is None:
                 headers, rid = self.header_list(p, &h, inbound)
-        if target is not None and target.request_chain:
+        if request_ops is not None:
             # Header edits: on the header list, as the interpreted lane does, then the same head.
             if headers is None:
                 headers, rid = self.header_list(p, &h, inbound)
-            for ops in target.request_chain:
+            for ops in request_ops:
                 headers = ops.apply(headers)
             if not inbound:
                 headers += self.proxy.peer_headers
@@ -1052,7 +1075,7 @@ cdef class FastDownstream:
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
-        py.adopt(self.transport, self.write_paused, data)
+        py.adopt(self.transport, self.write_paused, data, self.conn_id)
         self.transport = None
         self.closed = True
 
@@ -1260,10 +1283,12 @@ cdef class FastExchange:
         self.status = status
         self.flags = flags
         self.details = details
+        # The route's edits, never framing or hop-by-hop headers (as the interpreted lane).
+        headers = _TEXT_PLAIN if self.response_ops is None else [
+            h for h in self.response_ops.apply(list(_TEXT_PLAIN)) if h[0] not in self.lane.hop_or_peer]
         self.response_started = True
         # The request was read whole, so the connection stays open, as in the interpreted lane.
         closing = self.close_after or self.proxy.draining
-        headers = _TEXT_PLAIN if self.response_ops is None else self.response_ops.apply(list(_TEXT_PLAIN))
         self.resp_headers = headers
         self.response_start_mono = now_mono()
         self.conn.write(local_response(self.proxy, status, body, headers, closing, self.head_only))

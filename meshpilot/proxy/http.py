@@ -215,9 +215,10 @@ class DownstreamProtocol(_BatchedConnection):
         self._take(cast(asyncio.Transport, transport))  # uvloop's transports do not subclass asyncio's
         self.proxy.counters.inc(f"listener.{self.local_addr}.downstream_cx_total")
 
-    def adopt(self, transport: asyncio.Transport, write_paused: bool, data: bytes) -> None:
+    def adopt(self, transport: asyncio.Transport, write_paused: bool, data: bytes, conn_id: int) -> None:
         """Take over a connection the compiled fast lane (``_fastpath``) accepted, with the bytes
-        it read and did not serve; from here on this connection is ours alone."""
+        it read and did not serve, and its id; from here on this connection is ours alone."""
+        self.conn_id = conn_id
         self._take(transport)
         self.write_paused = write_paused
         if data:
@@ -405,7 +406,13 @@ class DownstreamProtocol(_BatchedConnection):
             self.current = nxt
             if not self.pipeline and self.flow is not None:
                 self.flow.resume("pipeline")
-            nxt.start()
+            try:
+                nxt.start()
+            except Exception:
+                # Called from the previous response's end (an upstream callback): a failure must
+                # not unwind into it. The client loses this connection, not its answers so far.
+                log.exception("starting %r failed", nxt)
+                self.abort()
             return
         self._arm(self.proxy.settings.idle_timeout, self._on_idle)
 
@@ -723,7 +730,7 @@ class Exchange:
             self.request_id = rid = _request_id()
             self.req_headers.append((b"x-request-id", rid))
         inbound = lc.direction == "INBOUND"
-        if inbound and self.peer_header is not None:
+        if inbound:  # metadata exchange is between sidecars: the app never sees either header
             self.req_headers = [h for h in self.req_headers if h[0] not in _PEER]
         if lc.route_config_name is None and inbound:
             self._forward_to(lc.cluster or "", None)
@@ -1105,7 +1112,8 @@ class Exchange:
         if body and not any(k == b"content-type" for k, _ in hdrs):
             hdrs.append((b"content-type", b"text/plain"))
         if self.response_ops is not None:
-            hdrs = self.response_ops.apply(hdrs)
+            # the route's edits, but never framing or hop-by-hop headers: those are the proxy's
+            hdrs = [h for h in self.response_ops.apply(hdrs) if h[0] not in _HOP_OR_PEER]
         hdrs.extend(self.extra_resp_headers)
         if not self.request_done and (self.req_length or self.req_chunked):
             self.close_after = True  # an unread body would be taken for the next request

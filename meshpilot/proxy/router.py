@@ -96,6 +96,7 @@ class HeaderPred:
     pred: StrPred | None
     present: bool | None
     invert: bool
+    raw_name: bytes = b""  # ``name`` as header bytes, encoded once
 
     def __call__(self, req: RequestView) -> bool:
         if self.name == ":method":
@@ -107,7 +108,7 @@ class HeaderPred:
         elif self.name == ":scheme":
             value = "http"
         else:
-            raw = req.header(self.name.encode("latin-1"))
+            raw = req.header(self.raw_name)
             value = None if raw is None else raw.decode("latin-1")
         if self.present is not None:
             result = (value is not None) == self.present
@@ -126,7 +127,18 @@ def _header_pred(h: HeaderMatcher, where: str) -> HeaderPred:
     present = h.get("present_match")
     if present is not None and not isinstance(present, bool):
         raise ConfigError(f"{where}.present_match: expected a boolean")
-    return HeaderPred(h["name"].lower(), pred, present, bool(h.get("invert_match", False)))
+    name = h["name"].lower()
+    if not (name.startswith(":") or _is_token(name)):
+        raise ConfigError(f"{where}.name: {h['name']!r} is not a header name")
+    return HeaderPred(name, pred, present, bool(h.get("invert_match", False)), name.encode("latin-1"))
+
+
+_TOKEN: Final = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _is_token(name: str) -> bool:
+    """An RFC 9110 token: what a header name may be (anything else could inject header lines)."""
+    return bool(name) and all(c in _TOKEN for c in name)
 
 
 @dataclass(slots=True, frozen=True)
@@ -165,6 +177,7 @@ class HeaderOps:
         return bool(self.remove or self.add)
 
     def apply(self, headers: Headers) -> Headers:
+        """The edited list; with additions only, that is ``headers`` itself, appended to."""
         if self.remove:
             headers = [h for h in headers if h[0] not in self.remove]
         for name, value, overwrite in self.add:
@@ -177,14 +190,16 @@ class HeaderOps:
 def _header_ops(adds: Any, removes: Any, where: str) -> HeaderOps:
     rm: set[bytes] = set()
     for i, name in enumerate(removes or []):
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not _is_token(name):
             raise ConfigError(f"{where}_to_remove[{i}]: expected a header name")
         rm.add(name.lower().encode("latin-1"))
     out: list[tuple[bytes, bytes, bool]] = []
     for i, opt in enumerate(adds or []):
         hdr = opt.get("header") if isinstance(opt, dict) else None
-        if not isinstance(hdr, dict) or not isinstance(hdr.get("key"), str) or not hdr["key"]:
-            raise ConfigError(f"{where}_to_add[{i}].header: expected {{key, value}}")
+        if not isinstance(hdr, dict) or not isinstance(hdr.get("key"), str) or not _is_token(hdr["key"]):
+            raise ConfigError(
+                f"{where}_to_add[{i}].header: expected {{key, value}} with a header name as key"
+            )
         value = hdr.get("value", "")
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             raise ConfigError(f"{where}_to_add[{i}].header.value: expected a single-line string")

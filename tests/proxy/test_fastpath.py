@@ -383,7 +383,12 @@ def outbound_bootstrap(
             "routes": [
                 {
                     **route("dead"),
-                    "response_headers_to_add": [add("x-edited", "uf")],
+                    # framing and hop-by-hop names in edits never reach the proxy's own replies
+                    "response_headers_to_add": [
+                        add("x-edited", "uf"),
+                        add("transfer-encoding", "chunked"),
+                        add("connection", "close"),
+                    ],
                     "response_headers_to_remove": ["content-type"],
                 }
             ],
@@ -1059,6 +1064,7 @@ def _check_uf_edits(rs: list[Response], saw: list[Saw]) -> None:
     for r in rs:
         assert r.status == 503 and r.body.startswith(b"upstream connect error"), r
         assert r.header("x-edited") == "uf" and r.header("content-type") is None, r.headers
+        assert r.header("transfer-encoding") is None and r.header("connection") is None, r.headers
     assert saw == []
 
 

@@ -14,6 +14,8 @@ from meshpilot.proxy.router import (
     ConfigError,
     HeaderOps,
     RequestView,
+    _header_ops,
+    _header_pred,
     compile_route_config,
     redirect_location,
 )
@@ -395,3 +397,16 @@ def test_a_field_of_the_wrong_json_type_is_a_config_error(resources):
     the xDS client NACKs), never another exception that would end the proxy's xDS task."""
     with pytest.raises(ConfigError):
         Snapshot.build(resources, {})
+
+
+@pytest.mark.parametrize("name", ["x-a: 1\r\ntransfer-encoding", "x a", "x-€", ""])
+def test_header_names_in_matches_and_edits_must_be_tokens(name: str) -> None:
+    # A name that is not an RFC 9110 token could inject header lines (edits) or fail on every
+    # request (matches): refused when the config is compiled, so the proxy NACKs it.
+    with pytest.raises(ConfigError):
+        _header_ops([{"header": {"key": name, "value": "v"}}], None, "request_headers")
+    with pytest.raises(ConfigError):
+        _header_ops(None, [name], "request_headers")
+    with pytest.raises(ConfigError):
+        _header_pred({"name": name, "present_match": True}, "match.headers[0]")
+    assert _header_pred({"name": ":authority", "present_match": True}, "m").name == ":authority"
