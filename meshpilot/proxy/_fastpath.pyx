@@ -539,6 +539,19 @@ cdef void observe(object series, double ms, long long req, long long resp):
     series.resp_sum += resp
 
 
+cdef list header_pairs(const unsigned char* p, Head* h, bint drop_peer):
+    """The head's headers as the interpreted lane lists them: (lowercased name, value) bytes, in
+    order, optionally without the peer-metadata pair."""
+    cdef list out = []
+    cdef int k
+    for k in range(h.nheaders):
+        if drop_peer and (h.kinds[k] == H_PEER or h.kinds[k] == H_PEER_ID):
+            continue
+        out.append((PyBytes_FromStringAndSize(<char*>p + h.names[k].start, h.names[k].end - h.names[k].start).lower(),
+                    PyBytes_FromStringAndSize(<char*>p + h.values[k].start, h.values[k].end - h.values[k].start)))
+    return out
+
+
 # --- plans: what a route decides, once per (listener, authority, path) and configuration ----------
 
 
@@ -982,14 +995,8 @@ cdef class FastDownstream:
         """(headers, generated request id): every header as the interpreted lane keeps them at
         routing time, lowercased names, peer metadata stripped on inbound listeners, and an
         x-request-id appended when the client sent none."""
-        cdef list out = []
-        cdef int k
+        cdef list out = header_pairs(p, h, inbound)
         cdef bytes rid = None
-        for k in range(h.nheaders):
-            if inbound and (h.kinds[k] == H_PEER or h.kinds[k] == H_PEER_ID):
-                continue
-            out.append((PyBytes_FromStringAndSize(<char*>p + h.names[k].start, h.names[k].end - h.names[k].start).lower(),
-                        PyBytes_FromStringAndSize(<char*>p + h.values[k].start, h.values[k].end - h.values[k].start)))
         if h.rid < 0:
             rid = self.lane.request_id()
             out.append((b"x-request-id", rid))
@@ -1532,7 +1539,7 @@ cdef class FastUpstream:
         if x.response_ops is not None or x.logging:
             # As the interpreted lane: the route's edits apply to everything received, the log
             # shows the result, the client gets it without hop-by-hop and peer-metadata headers.
-            logged = self.received_headers(p, h)
+            logged = header_pairs(p, h, False)
             if x.response_ops is not None:
                 logged = x.response_ops.apply(logged)
                 drop = x.lane.hop_or_peer
@@ -1574,15 +1581,6 @@ cdef class FastUpstream:
         o += 2
         assert o - start <= size
         return out[:o - start]
-
-    cdef list received_headers(self, const unsigned char* p, Head* h):
-        """The response's headers as a list, names lowercased (the interpreted lane's shape)."""
-        cdef list received = []
-        cdef int k
-        for k in range(h.nheaders):
-            received.append((PyBytes_FromStringAndSize(<char*>p + h.names[k].start, h.names[k].end - h.names[k].start).lower(),
-                             PyBytes_FromStringAndSize(<char*>p + h.values[k].start, h.values[k].end - h.values[k].start)))
-        return received
 
     cdef bint proxy_draining(self):
         return self.pool.proxy.draining
@@ -1786,8 +1784,7 @@ def parse_request_head(bytes data):
     return {
         "method": data[h.method.start:h.method.end],
         "target": data[h.target.start:h.target.end],
-        "headers": [(data[h.names[k].start:h.names[k].end].lower(), data[h.values[k].start:h.values[k].end])
-                    for k in range(h.nheaders)],
+        "headers": header_pairs(p, &h, False),
         "content_length": h.content_length,
         "close": h.close,
         "head_end": h.head_end,
@@ -1805,8 +1802,7 @@ def parse_response_head(bytes data):
         return False
     return {
         "status": h.status,
-        "headers": [(data[h.names[k].start:h.names[k].end].lower(), data[h.values[k].start:h.values[k].end])
-                    for k in range(h.nheaders)],
+        "headers": header_pairs(p, &h, False),
         "content_length": h.content_length,
         "chunked": h.chunked,
         "close": h.close,
