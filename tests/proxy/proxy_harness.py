@@ -56,6 +56,40 @@ def node(workload: str, ns: str = "default", app: str | None = None, version: st
     }
 
 
+# The reviews v2 workload the tests route to across two proxies: its cluster's Istio service
+# metadata and its endpoint's workload metadata, as the control plane would push them.
+REVIEWS_META: dict[str, Any] = {
+    "istio": {
+        "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
+    }
+}
+REVIEWS_ENDPOINT: dict[str, Any] = {
+    "workload": "reviews",
+    "namespace": "default",
+    "app": "reviews",
+    "version": "v2",
+    "cluster": "Kubernetes",
+    "labels": {"app": "reviews", "version": "v2"},
+}
+
+
+def outbound_listener(port: int, name: str = "virtualOutbound", **kw: Any) -> dict[str, Any]:
+    """An OUTBOUND listener on 127.0.0.1 (``cluster``, ``access_log`` ... as keywords)."""
+    return {"name": name, "address": "127.0.0.1", "port": port, "traffic_direction": "OUTBOUND", **kw}
+
+
+def inbound_listener(address: str, port: int, cluster: str = "inbound|9080||", **kw: Any) -> dict[str, Any]:
+    """An INBOUND listener named as Istio names them, forwarding to ``cluster``."""
+    return {
+        "name": f"{address}_{port}",
+        "address": address,
+        "port": port,
+        "traffic_direction": "INBOUND",
+        "cluster": cluster,
+        **kw,
+    }
+
+
 class ProxyProcess:
     """``python -m meshpilot.proxy --bootstrap`` in its own process; stopped by PID."""
 

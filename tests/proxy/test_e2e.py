@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from proxy_harness import ProxyProcess, free_port, node, static_cluster
+from proxy_harness import ProxyProcess, free_port, inbound_listener, node, outbound_listener, static_cluster
 from proxy_upstream import start_upstream
 
 from meshpilot.proxy.accesslog import parse_text_line
@@ -51,14 +51,7 @@ def dst(ups):
         "node": node("reviews", app="reviews", version="v2"),
         "static_resources": {
             "listeners": [
-                {
-                    "name": f"{DST_IP}_{port}",
-                    "address": DST_IP,
-                    "port": port,
-                    "traffic_direction": "INBOUND",
-                    "cluster": "inbound|9080||",
-                    "access_log": [{"path": "/dev/stdout", "encoding": "JSON"}],
-                }
+                inbound_listener(DST_IP, port, access_log=[{"path": "/dev/stdout", "encoding": "JSON"}])
             ],
             "clusters": [
                 static_cluster(
@@ -215,21 +208,12 @@ def src(ups, dst, tmp_path_factory):
         "proxy_settings": {"header_timeout": 1.0},
         "static_resources": {
             "listeners": [
-                {
-                    "name": "virtualOutbound",
-                    "address": "127.0.0.1",
-                    "port": out_port,
-                    "traffic_direction": "OUTBOUND",
-                    "cluster": "PassthroughCluster",
-                    "access_log": [{"path": log_path, "encoding": "TEXT"}],
-                },
-                {
-                    "name": "blocked",
-                    "address": "127.0.0.1",
-                    "port": blocked_port,
-                    "traffic_direction": "OUTBOUND",
-                    "cluster": "BlackHoleCluster",
-                },
+                outbound_listener(
+                    out_port,
+                    cluster="PassthroughCluster",
+                    access_log=[{"path": log_path, "encoding": "TEXT"}],
+                ),
+                outbound_listener(blocked_port, name="blocked", cluster="BlackHoleCluster"),
             ],
             "routes": [{"name": "80", "virtual_hosts": vhosts}],
             "clusters": clusters,
@@ -712,14 +696,7 @@ def test_strict_dns_and_eds_least_request_clusters(ups):
     boot = {
         "node": node("dns-client"),
         "static_resources": {
-            "listeners": [
-                {
-                    "name": "virtualOutbound",
-                    "address": "127.0.0.1",
-                    "port": port,
-                    "traffic_direction": "OUTBOUND",
-                }
-            ],
+            "listeners": [outbound_listener(port)],
             "routes": [
                 {
                     "name": "80",

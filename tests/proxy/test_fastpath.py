@@ -30,7 +30,16 @@ import psutil
 import pytest
 from fastpath_upstream import CHUNKED_BODY, RawUpstream, big_digest
 from prometheus_client.parser import text_string_to_metric_families
-from proxy_harness import ProxyProcess, free_port, node, static_cluster
+from proxy_harness import (
+    REVIEWS_ENDPOINT,
+    REVIEWS_META,
+    ProxyProcess,
+    free_port,
+    inbound_listener,
+    node,
+    outbound_listener,
+    static_cluster,
+)
 
 DST_IP = "127.0.0.2"
 RQ = "meshpilot.fastlane.rq_total"
@@ -255,13 +264,6 @@ def matching(name: str, match: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "domains": [name], "routes": [route("b", match), route("a")]}
 
 
-REVIEWS_META = {
-    "istio": {
-        "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
-    }
-}
-
-
 @pytest.fixture(scope="module")
 def dst(ups):
     port = free_port(DST_IP)
@@ -269,15 +271,7 @@ def dst(ups):
     boot = {
         "node": node("reviews", app="reviews", version="v2"),
         "static_resources": {
-            "listeners": [
-                {
-                    "name": f"{DST_IP}_{port}",
-                    "address": DST_IP,
-                    "port": port,
-                    "traffic_direction": "INBOUND",
-                    "cluster": "inbound|9080||",
-                }
-            ],
+            "listeners": [inbound_listener(DST_IP, port)],
             "clusters": [static_cluster("inbound|9080||", [(a.host, a.port)], metadata=REVIEWS_META)],
         },
     }
@@ -415,25 +409,10 @@ def outbound_bootstrap(
         {"name": "dead", "domains": ["dead"], "routes": [route("dead")]},
         {"name": "reviews", "domains": ["reviews"], "routes": [route("to-dst")]},
     ]
-    reviews_ep = {
-        "workload": "reviews",
-        "namespace": "default",
-        "app": "reviews",
-        "version": "v2",
-        "cluster": "Kubernetes",
-        "labels": {"app": "reviews", "version": "v2"},
-    }
     return {
         "node": node("productpage", app="productpage"),
         "static_resources": {
-            "listeners": [
-                {
-                    "name": "virtualOutbound",
-                    "address": "127.0.0.1",
-                    "port": port,
-                    "traffic_direction": "OUTBOUND",
-                }
-            ],
+            "listeners": [outbound_listener(port)],
             "routes": [{"name": "80", "virtual_hosts": vhosts}],
             "clusters": [
                 static_cluster("a", [(a.host, a.port)]),
@@ -442,7 +421,7 @@ def outbound_bootstrap(
                 static_cluster("ka", [(b.host, b.port)]),
                 static_cluster("dead", [("127.0.0.1", dead_port)]),
                 static_cluster(
-                    "to-dst", [(DST_IP, dst_port)], ep_metadata=[reviews_ep], metadata=REVIEWS_META
+                    "to-dst", [(DST_IP, dst_port)], ep_metadata=[REVIEWS_ENDPOINT], metadata=REVIEWS_META
                 ),
             ],
         },

@@ -31,7 +31,16 @@ from typing import Any
 
 import pytest
 from fastpath_upstream import CHUNKED_BODY, RawUpstream
-from proxy_harness import ProxyProcess, free_port, node, static_cluster
+from proxy_harness import (
+    REVIEWS_ENDPOINT,
+    REVIEWS_META,
+    ProxyProcess,
+    free_port,
+    inbound_listener,
+    node,
+    outbound_listener,
+    static_cluster,
+)
 from test_fastpath import RQ, Closed, Lane, RawClient, get, post, stats
 
 from meshpilot.proxy.accesslog import ISTIO_DEFAULT_JSON_FORMAT, ISTIO_DEFAULT_TEXT_FORMAT, parse_text_line
@@ -77,12 +86,6 @@ LOGS: dict[str, tuple[str, str | None, dict[str, str] | str]] = {
     "custom-json": ("JSON", json.dumps(CUSTOM_JSON_FORMAT), CUSTOM_JSON_FORMAT),
 }
 LISTENERS = ("outbound", "inbound")
-
-REVIEWS_META = {
-    "istio": {
-        "services": [{"host": "reviews.default.svc.cluster.local", "name": "reviews", "namespace": "default"}]
-    }
-}
 
 
 def _add(key: str, value: str) -> dict[str, Any]:
@@ -149,33 +152,12 @@ def bootstrap(ups: dict[str, RawUpstream], out_port: int, in_port: int, dead_por
         {"name": "dead", "domains": ["dead"], "routes": [_route("dead", "dead")]},
         {"name": "reviews", "domains": ["reviews"], "routes": [_route("reviews", "to-dst")]},
     ]
-    reviews_ep = {
-        "workload": "reviews",
-        "namespace": "default",
-        "app": "reviews",
-        "version": "v2",
-        "cluster": "Kubernetes",
-        "labels": {"app": "reviews", "version": "v2"},
-    }
     return {
         "node": node("productpage", app="productpage"),
         "static_resources": {
             "listeners": [
-                {
-                    "name": "virtualOutbound",
-                    "address": "127.0.0.1",
-                    "port": out_port,
-                    "traffic_direction": "OUTBOUND",
-                    "access_log": access_log("outbound"),
-                },
-                {
-                    "name": f"{DST_IP}_{in_port}",
-                    "address": DST_IP,
-                    "port": in_port,
-                    "traffic_direction": "INBOUND",
-                    "cluster": IN_CLUSTER,
-                    "access_log": access_log("inbound"),
-                },
+                outbound_listener(out_port, access_log=access_log("outbound")),
+                inbound_listener(DST_IP, in_port, IN_CLUSTER, access_log=access_log("inbound")),
             ],
             "routes": [{"name": "80", "virtual_hosts": vhosts}],
             "clusters": [
@@ -183,7 +165,7 @@ def bootstrap(ups: dict[str, RawUpstream], out_port: int, in_port: int, dead_por
                 static_cluster("b", [(b.host, b.port)]),
                 static_cluster("dead", [("127.0.0.1", dead_port)]),
                 static_cluster(
-                    "to-dst", [(DST_IP, in_port)], ep_metadata=[reviews_ep], metadata=REVIEWS_META
+                    "to-dst", [(DST_IP, in_port)], ep_metadata=[REVIEWS_ENDPOINT], metadata=REVIEWS_META
                 ),
                 static_cluster(IN_CLUSTER, [(a.host, a.port)], metadata=REVIEWS_META),
             ],
