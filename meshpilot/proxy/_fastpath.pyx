@@ -447,15 +447,12 @@ cdef inline Py_ssize_t headers_size(Head* h) noexcept:
     return total
 
 
-cdef inline char* put_headers(char* out, const unsigned char* p, Head* h, bint drop_peer) noexcept:
-    """The headers kept as they came (names lowercased, as the interpreted lane forwards them)."""
+cdef inline char* put_response_headers(char* out, const unsigned char* p, Head* h) noexcept:
+    """A response's headers but the dropped ones, as they came (names lowercased, as the
+    interpreted lane forwards them)."""
     cdef int k
-    cdef unsigned char kind
     for k in range(h.nheaders):
-        kind = h.kinds[k]
-        if kind == H_DROP or kind == H_HOST:
-            continue
-        if drop_peer and (kind == H_PEER or kind == H_PEER_ID):
+        if h.kinds[k] == H_DROP:
             continue
         out = put_lower(out, p + h.names[k].start, h.names[k].end - h.names[k].start)
         out[0] = 58
@@ -781,7 +778,6 @@ cdef class FastDownstream:
     cdef readonly bint closed
     cdef double last_active
     cdef object timer
-    cdef double timer_when
 
     def __init__(self, FastLane lane, listener):
         self.lane = lane
@@ -1558,7 +1554,7 @@ cdef class FastUpstream:
             x.resp_headers = logged
         o = put_bytes(o, line)
         if edited is None:
-            o = put_headers(o, p, h, False)
+            o = put_response_headers(o, p, h)
         else:
             for name, value in edited:
                 o = put_bytes(o, name)
