@@ -576,6 +576,8 @@ cdef class Plan:
     cdef tuple response_ops   # their response header edits (HeaderOps, or None), same order
     cdef object cluster       # the one ClusterState when there is a single target
     cdef object key           # matched plans: the route (or virtual host) this plan was made for
+    cdef tuple hash_names     # consistent hashing: per policy, a header name (bytes) or None for the source IP
+    cdef bint rewrites        # the route rewrites the path or the authority
     cdef double timeout
     cdef object table         # P_MATCH: the route table to match each request against
 
@@ -709,12 +711,19 @@ cdef class FastLane:
             return self.forward(snap, None, lc.cluster)
         if route.kind != "route":
             return slow(route.kind)
-        if route.hash_policy or route.prefix_rewrite is not None or route.regex_rewrite is not None:
-            return slow("hash policy or rewrite")
-        if route.host_rewrite is not None:
-            return slow("authority rewrite")
+        hash_names = []
+        for hp in route.hash_policy:
+            if hp.kind == "header":
+                hash_names.append(hp.name.lower().encode("latin-1"))
+            elif hp.kind == "source_ip":
+                hash_names.append(None)
+            else:
+                return slow("hash policy on a cookie or query parameter")
         cdef Plan plan = Plan.__new__(Plan)
         plan.kind = P_FORWARD
+        plan.hash_names = tuple(hash_names) if hash_names else None
+        plan.rewrites = (route.prefix_rewrite is not None or route.regex_rewrite is not None
+                         or route.host_rewrite is not None)
         plan.route = route
         plan.route_name = route.name
         plan.targets = tuple(route.targets)
@@ -740,6 +749,8 @@ cdef class FastLane:
         plan.route = None
         plan.route_name = ""
         plan.targets = plan.request_ops = plan.response_ops = ()
+        plan.hash_names = None
+        plan.rewrites = False
         plan.clusters = (c,)
         plan.cluster = c
         plan.timeout = 0.0
@@ -929,7 +940,14 @@ cdef class FastDownstream:
             while t < ntargets - 1 and plan.targets[t] is not picked:
                 t += 1
         cluster = plan.clusters[t]
-        host = cluster.balancer.choose(None)
+        hash_key = None
+        if plan.hash_names is not None:
+            # as the interpreted lane: the request as it arrived (before edits), first policy
+            # that yields a value wins
+            if headers is None:
+                headers, rid = self.header_list(p, &h, inbound)
+            hash_key = self.hash_key(plan.hash_names, headers)
+        host = cluster.balancer.choose(hash_key)
         if host is None:
             self.handover(data)  # no healthy upstream: the interpreted lane answers 503 UH
             return
@@ -966,15 +984,32 @@ cdef class FastDownstream:
             x.target_raw = PyBytes_FromStringAndSize(<char*>p + path_start, te - path_start) if te > path_start else b"/"
             if headers is None:
                 headers, rid = self.header_list(p, &h, inbound)
-        if request_ops is not None:
-            # Header edits: on the header list, as the interpreted lane does, then the same head.
+        if request_ops is not None or plan.rewrites:
+            # Header edits and rewrites: on the header list, in the interpreted lane's order,
+            # then the same head (http.request_head).
             if headers is None:
                 headers, rid = self.header_list(p, &h, inbound)
-            for ops in request_ops:
-                headers = ops.apply(headers)
+            if hash_key is not None:
+                headers = list(headers)  # the edits must not show in what hashing saw
+            if request_ops is not None:
+                for ops in request_ops:
+                    headers = ops.apply(headers)
+            up_target = PyBytes_FromStringAndSize(<char*>p + path_start, te - path_start) if te > path_start else b"/"
+            up_authority = authority
+            if plan.rewrites:
+                route = plan.route
+                rewritten = route.rewrite_path(path.decode("latin-1"))
+                if rewritten is not None:
+                    headers.append((b"x-envoy-original-path", up_target))
+                    up_target = rewritten.encode("latin-1") + up_target[q - path_start:]  # the query stays
+                if route.host_rewrite is not None:
+                    x.authority = route.host_rewrite
+                    up_authority = route.host_rewrite.encode("latin-1")
+                if x.logging:
+                    x.target_raw = up_target
             if not inbound:
                 headers += self.proxy.peer_headers
-            x.request = self.edited_request(p, &h, authority, path_start, headers)
+            x.request = self.edited_request(p, &h, up_authority, up_target, headers)
         else:
             x.request = self.build_request(p, &h, authority, path_start, inbound, rid)
             if headers is not None and not inbound:
@@ -998,11 +1033,19 @@ cdef class FastDownstream:
             out.append((b"x-request-id", rid))
         return out, rid
 
-    cdef bytes edited_request(self, const unsigned char* p, Head* h, bytes authority, Py_ssize_t path_start,
+    cdef object hash_key(self, tuple names, list headers):
+        """The consistent-hash key: the first policy's header value (or the client's IP) found."""
+        for name in names:
+            if name is None:
+                return self.remote_ip.encode()
+            for k, v in headers:
+                if k == name:
+                    return v
+        return None
+
+    cdef bytes edited_request(self, const unsigned char* p, Head* h, bytes authority, bytes target,
                               list headers):
         """The upstream head from an edited header list (``http.request_head``), and the body."""
-        target = PyBytes_FromStringAndSize(<char*>p + path_start, h.target.end - path_start) \
-            if h.target.end > path_start else b"/"
         head, _ = self.lane.request_head(
             PyBytes_FromStringAndSize(<char*>p, h.method.end), target, authority, headers, False, False,
             h.content_length if h.content_length >= 0 else None,

@@ -768,6 +768,8 @@ class Exchange:
             self.request_view()  # hash policies see the request as it arrived, before header edits
         targets = route.targets
         target = targets[0] if len(targets) == 1 else route.pick()
+        if target.request_chain and self.view is not None:
+            self.req_headers = list(self.req_headers)  # (edits that only add would append to the view's list)
         for ops in target.request_chain:
             self.req_headers = ops.apply(self.req_headers)
         self.response_ops = target.merged_response_ops
