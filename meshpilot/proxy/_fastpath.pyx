@@ -11,7 +11,7 @@ one configuration and one set of counters.
 
 Anything else is not this module's business. Before it touches a request it decides whether the
 request is plain; if not (HTTP/1.0, chunked or partial bodies, Expect, Upgrade, obs-fold, a route
-that redirects, rewrites or hashes, passthrough, a head split across reads ...) it hands the
+that redirects or hashes on a cookie, passthrough, a head split across reads ...) it hands the
 connection, with the bytes it holds, to
 ``http.DownstreamProtocol`` and steps aside for good. The fast parser therefore only has to
 recognise strictly well-formed heads: whatever it does not accept goes to llhttp, which rejects
