@@ -22,8 +22,9 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import psutil
@@ -40,6 +41,8 @@ from proxy_harness import (
     outbound_listener,
     static_cluster,
 )
+
+from meshpilot.proxy import lb
 
 DST_IP = "127.0.0.2"
 RQ = "meshpilot.fastlane.rq_total"
@@ -78,9 +81,14 @@ class RawClient:
     buf: bytes = b""
     watch: ProxyProcess | None = None  # a lane-on proxy, for ``handed_over``
     handovers0: int = 0
+    source: str | None = None  # the client's own loopback address (source-IP hashing)
 
     def __post_init__(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock = socket.create_connection(
+            (self.host, self.port),
+            timeout=self.timeout,
+            source_address=(self.source, 0) if self.source else None,
+        )
 
     def __enter__(self) -> RawClient:
         return self
@@ -259,6 +267,22 @@ def add(key: str, value: str, overwrite: bool = False) -> dict[str, Any]:
     return {"header": {"key": key, "value": value}, "append_action": action}
 
 
+def hashed(name: str, cluster: str, *policies: dict[str, Any], **route_fields: Any) -> dict[str, Any]:
+    """A virtual host ``name`` with one route to ``cluster`` that hashes on ``policies`` in order."""
+    return {
+        "name": name,
+        "domains": [name],
+        "routes": [{**route(cluster, hash_policy=list(policies)), **route_fields}],
+    }
+
+
+def by_header(name: str) -> dict[str, Any]:
+    return {"header": {"header_name": name}}
+
+
+BY_SOURCE_IP: dict[str, Any] = {"connection_properties": {"source_ip": True}}
+
+
 def matching(name: str, match: dict[str, Any]) -> dict[str, Any]:
     """A virtual host ``name`` whose first route (to b) matches beyond the path; the rest fall through to a."""
     return {"name": name, "domains": [name], "routes": [route("b", match), route("a")]}
@@ -284,6 +308,11 @@ def dst(ups):
     p.port = port
     yield p
     p.stop()
+
+
+def hashed_endpoints(ups: dict[str, RawUpstream]) -> list[tuple[str, int]]:
+    """The consistent-hashing clusters' endpoints, in this order (a Maglev table depends on it)."""
+    return [(ups[n].host, ups[n].port) for n in ("a", "b")]
 
 
 def outbound_bootstrap(
@@ -406,6 +435,58 @@ def outbound_bootstrap(
             "routes": [route("b", on_header("end-user", exact="jason"))],
         },
         {"name": "ka", "domains": ["ka"], "routes": [route("ka")]},
+        # Rewrites: the upstream gets the rewritten target (query kept) and authority, and
+        # x-envoy-original-path after the request's own header edits
+        {
+            "name": "rw-prefix",
+            "domains": ["rw-prefix"],
+            "routes": [route("a", {"prefix": "/api/"}, prefix_rewrite="/v2/"), route("a")],
+        },
+        {
+            "name": "rw-regex",
+            "domains": ["rw-regex"],
+            "routes": [
+                route(
+                    "a",
+                    {"prefix": "/users/"},
+                    regex_rewrite={"pattern": r"^/users/([0-9]+)/profile$", "substitution": r"/profile/\1"},
+                )
+            ],
+        },
+        {
+            "name": "rw-host",
+            "domains": ["rw-host"],
+            "routes": [route("a", host_rewrite_literal="backend.internal:8080")],
+        },
+        {
+            "name": "rw-edit",
+            "domains": ["rw-edit"],
+            "request_headers_to_add": [add("x-vhost", "rw-edit")],
+            "routes": [
+                {
+                    **route(
+                        "a", {"prefix": "/api/"}, prefix_rewrite="/", host_rewrite_literal="backend.internal"
+                    ),
+                    "request_headers_to_add": [add("x-added", "one"), add("x-tier", "gold", overwrite=True)],
+                    # a client's own x-envoy-original-path goes; the proxy's is added after the edits
+                    "request_headers_to_remove": ["x-secret", "x-envoy-original-path"],
+                }
+            ],
+        },
+        {"name": "rw-root", "domains": ["rw-root"], "routes": [route("a", prefix_rewrite="/root/")]},
+        # Consistent hashing over the two raw upstreams. hash-ring's edit overwrites the very header
+        # it hashes on: the key must still be the client's value.
+        hashed(
+            "hash-ring",
+            "ring",
+            by_header("x-user"),
+            request_headers_to_add=[add("x-user", "pinned", overwrite=True)],
+        ),
+        hashed("hash-maglev", "maglev", by_header("x-user")),
+        hashed("hash-chain", "ring", by_header("x-session"), by_header("x-user"), BY_SOURCE_IP),
+        hashed("hash-ip", "maglev", BY_SOURCE_IP),
+        hashed("hash-cookie", "ring", {"cookie": {"name": "session"}}),
+        hashed("hash-query", "ring", {"query_parameter": {"name": "user"}}),
         {"name": "dead", "domains": ["dead"], "routes": [route("dead")]},
         {"name": "reviews", "domains": ["reviews"], "routes": [route("to-dst")]},
     ]
@@ -419,6 +500,8 @@ def outbound_bootstrap(
                 static_cluster("b", [(b.host, b.port)]),
                 # the keep-alive test's own: pools are per endpoint, and nothing else takes b's fast one
                 static_cluster("ka", [(b.host, b.port)]),
+                static_cluster("ring", hashed_endpoints(ups), lb="RING_HASH"),
+                static_cluster("maglev", hashed_endpoints(ups), lb="MAGLEV"),
                 static_cluster("dead", [("127.0.0.1", dead_port)]),
                 static_cluster(
                     "to-dst", [(DST_IP, dst_port)], ep_metadata=[REVIEWS_ENDPOINT], metadata=REVIEWS_META
@@ -851,6 +934,9 @@ HANDOVER_CASES: dict[str, tuple[Script, bool]] = {
     # one ~61.6 KB segment (under loopback's 64 KiB MTU): the proxy reads the whole head at once
     "oversized-header": (_exchange(get("/echo", x_big="v" * 61500)), True),
     "two-writes": (_two_writes, False),
+    # consistent hashing the lane does not do (header and source-IP policies it does)
+    "hash-on-a-cookie": (_exchange(get("/echo", host="hash-cookie", cookie="session=s1; x=y")), False),
+    "hash-on-a-query-parameter": (_exchange(get("/echo?user=u1&x=2", host="hash-query")), False),
 }
 
 
@@ -910,6 +996,8 @@ def test_handover_answers_as_the_interpreted_lane(src, src_off, ups, case):
             "obs-fold": [400],
             "oversized-header": [431],
             "two-writes": [200],
+            "hash-on-a-cookie": [200],
+            "hash-on-a-query-parameter": [200],
         }[case]
     )
     if case == "chunked-request":
@@ -1163,10 +1251,153 @@ LANE_CASES |= {
 }
 
 
+def _names(saw: Saw) -> list[str]:
+    return [k for k, _ in saw[3]]
+
+
+def _check_prefix_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200] * 5 and {s[0] for s in saw} == {"a"}
+    assert [s[2] for s in saw] == ["/v2/users?id=1&x=a%20b", "/v2/users", "/v2/?q=", "/api", "/other"]
+    assert [_values(s, "x-envoy-original-path") for s in saw] == [
+        ["/api/users?id=1&x=a%20b"],  # the path and the query, as they came
+        ["/api/users"],
+        ["/api/?q="],
+        [],  # no prefix match, no rewrite
+        [],
+    ]
+    assert all(_values(s, "host") == ["rw-prefix"] for s in saw)
+
+
+def _check_regex_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200] * 3
+    assert [s[2] for s in saw] == ["/profile/42?v=1", "/users/abc/profile", "/users/7/profile/x"]
+    assert _values(saw[0], "x-envoy-original-path") == ["/users/42/profile?v=1"]
+
+
+def _check_authority_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200, 200]
+    assert [s[2] for s in saw] == ["/echo?x=1", "/echo"]  # the path is not touched
+    for s in saw:
+        assert _values(s, "host") == ["backend.internal:8080"] and _values(s, "x-envoy-original-path") == []
+
+
+def _check_rewrite_with_edits(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200, 200]
+    got, posted = saw
+    assert got[2] == "/items?page=2" and posted[2] == "/items"
+    # The edits first (the client's x-envoy-original-path removed with them), then the proxy's
+    # x-envoy-original-path, then the peer metadata; the rewritten Host stays where the client's was.
+    assert _names(got) == [
+        "host",
+        "x-keep",
+        "x-request-id",
+        "x-added",
+        "x-tier",
+        "x-vhost",
+        "x-envoy-original-path",
+        "x-envoy-peer-metadata-id",
+        "x-envoy-peer-metadata",
+    ], _names(got)
+    assert _values(got, "host") == ["backend.internal"] and _values(got, "x-tier") == ["gold"]
+    assert _values(got, "x-envoy-original-path") == ["/api/items?page=2"]
+    assert posted[4] == b"payload" and _values(posted, "content-length") == ["7"]
+    assert _values(posted, "x-envoy-original-path") == ["/api/items"]
+
+
+def _check_absolute_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    assert [r.status for r in rs] == [200] * 3
+    assert [s[2] for s in saw] == ["/v2/users?q=1", "/x", "/v2/y"]
+    assert [_values(s, "x-envoy-original-path") for s in saw] == [["/api/users?q=1"], ["/api/x"], ["/api/y"]]
+    assert [_values(s, "host") for s in saw] == [["rw-prefix"], ["backend.internal"], ["rw-prefix"]]
+
+
+def _check_root_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    assert [s[2] for s in saw] == ["/root/", "/root/x?y=1", "/root/x"]
+    assert [_values(s, "x-envoy-original-path") for s in saw] == [["/"], ["/x?y=1"], ["/x"]]
+
+
+def _check_pathless_rewrite(rs: list[Response], saw: list[Saw]) -> None:
+    # the target's path is "/" (http.Exchange), so "/" is what the prefix "/" gives way to
+    assert [s[2] for s in saw] == ["/root/"] and _values(saw[0], "x-envoy-original-path") == ["/"]
+
+
+# Rewrites (4c6f2a9): the lane builds the upstream head from the edited header list
+LANE_CASES |= {
+    "prefix-rewrite": (
+        _each(
+            get("/api/users?id=1&x=a%20b", host="rw-prefix", x_request_id="p1"),
+            get("/api/users", host="rw-prefix"),
+            get("/api/?q=", host="rw-prefix"),
+            get("/api", host="rw-prefix"),
+            get("/other", host="rw-prefix"),
+        ),
+        _check_prefix_rewrite,
+    ),
+    "regex-rewrite": (
+        _each(
+            get("/users/42/profile?v=1", host="rw-regex"),
+            get("/users/abc/profile", host="rw-regex"),  # no match: the path is unchanged
+            get("/users/7/profile/x", host="rw-regex"),  # the pattern must match the whole path
+        ),
+        _check_regex_rewrite,
+    ),
+    "authority-rewrite": (
+        _each(get("/echo?x=1", host="rw-host", x_request_id="h1"), get("http://rw-host/echo", host=None)),
+        _check_authority_rewrite,
+    ),
+    "rewrite-with-header-edits": (
+        _each(
+            get(
+                "/api/items?page=2",
+                host="rw-edit",
+                x_tier="silver",
+                X_Secret="s",
+                x_envoy_original_path="/spoofed",
+                x_keep="k",
+                x_request_id="e1",
+            ),
+            post("/api/items", b"payload", host="rw-edit", x_request_id="e2"),
+        ),
+        _check_rewrite_with_edits,
+    ),
+    "rewrite-absolute-form": (
+        _each(
+            get("http://rw-prefix/api/users?q=1", host=None),
+            get("http://rw-edit/api/x", host="rw-edit"),
+            get("http://rw-prefix/api/y", host="elsewhere"),  # the target's authority wins
+        ),
+        _check_absolute_rewrite,
+    ),
+    "rewrite-of-the-root": (
+        _each(get("/", host="rw-root"), get("/x?y=1", host="rw-root"), get("http://rw-root/x", host=None)),
+        _check_root_rewrite,
+    ),
+    "rewrite-absolute-form-without-a-path": (
+        _each(get("http://rw-root", host=None)),
+        _check_pathless_rewrite,
+    ),
+}
+
+# Cases where the lanes still answer differently: strict, so that a fix shows as an XPASS failure.
+LANE_XFAIL = {
+    "rewrite-absolute-form-without-a-path": (
+        "_fastpath.pyx start(): with no path in the target, up_target is the b'/' default and "
+        "up_target[q - path_start:] (meant to be the query, empty here) is that '/' again: the "
+        "upstream gets /root// where the interpreted lane sends /root/"
+    ),
+}
+
+
 # Among the cases, three pin what the lanes once did differently: trailing whitespace in a field
 # value (trimmed by both now, as Envoy does) for matching and forwarding, and a response edit that
 # removes content-length (framing stays the upstream's in both).
-@pytest.mark.parametrize("case", list(LANE_CASES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=LANE_XFAIL[c])) if c in LANE_XFAIL else c
+        for c in LANE_CASES
+    ],
+)
 def test_lane_serves_as_the_interpreted_lane(src, src_off, ups, case):
     script, check = LANE_CASES[case]
     lane = Lane(src)
@@ -1206,6 +1437,124 @@ def test_weighted_route_behind_a_header_match(src, src_off, ups):
         upstream.append({(s[0], s[1], s[2], tuple(s[3]), s[4]) for s in saw})
     assert answers[0] == answers[1]
     assert upstream[0] == upstream[1] and len(upstream[0]) == 3  # one head per target, and the other
+
+
+# --- 6b. consistent hashing on a header or the source IP: served in the lane, on the same endpoints ---
+
+
+@cache
+def _balancer(policy: str, endpoints: tuple[tuple[str, int], ...]) -> lb.LoadBalancer:
+    return lb.POLICIES[policy]([lb.Host(a, port) for a, port in endpoints])
+
+
+def _spread(ups: dict[str, RawUpstream], policy: str, candidates: Iterable[str], n: int) -> list[str]:
+    """``n`` keys from ``candidates`` that a ``policy`` balancer over the hashing clusters' endpoints
+    sends to a and to b, alternately. Only picks the keys, so that "both endpoints are used" does
+    not hold or fail by luck (3 random keys all land on one of two endpoints 1 time in 4); where
+    each key lands is still read from the proxies."""
+    names = {f"{u.host}:{u.port}": name for name, u in ups.items()}
+    balancer = _balancer(policy, tuple(hashed_endpoints(ups)))
+    by_upstream: dict[str, list[str]] = {"a": [], "b": []}
+    for key in candidates:
+        host = balancer.choose(key.encode())
+        assert host is not None
+        by_upstream[names[host.key]].append(key)
+    picked = [k for pair in zip(by_upstream["a"], by_upstream["b"], strict=False) for k in pair][:n]
+    assert len(picked) == n, by_upstream
+    return picked
+
+
+def _landed(where: dict[str, set[str | None]]) -> dict[str, str | None]:
+    """Each key's one upstream (asserted: one per key)."""
+    assert all(len(v) == 1 for v in where.values()), where
+    return {k: next(iter(v)) for k, v in where.items()}
+
+
+@pytest.mark.parametrize(("vhost", "policy"), [("hash-ring", "RING_HASH"), ("hash-maglev", "MAGLEV")])
+def test_hashing_on_a_header_is_sticky_and_the_lanes_agree(src, src_off, ups, vhost, policy):
+    users = _spread(ups, policy, (f"user-{i}" for i in range(64)), 3)
+    order = [users[i % 3] for i in range(21)]
+    placed = []
+    for p in (src, src_off):
+        lane = Lane(src)
+        where: dict[str, set[str | None]] = {u: set() for u in users}
+        for k in range(3):  # three connections: the key decides, not the connection
+            with RawClient(p.port) as c:
+                for u in order[7 * k : 7 * k + 7]:
+                    r = c.request(get("/echo", host=vhost, X_User=u))
+                    assert r.status == 200
+                    where[u].add(r.header("x-upstream"))
+                    if vhost == "hash-ring":
+                        # the route's edit reached the upstream, but the key was the client's value
+                        assert [v for k, v in r.json()["headers"] if k == "x-user"] == ["pinned"]
+        with RawClient(p.port) as c:
+            unhashed = [c.request(get("/echo", host=vhost)) for _ in range(3)]  # no key: any endpoint
+        assert all(r.status == 200 and r.header("x-upstream") in ("a", "b") for r in unhashed)
+        landed = _landed(where)
+        assert set(landed.values()) == {"a", "b"}, landed
+        placed.append(landed)
+        if p is src:
+            assert lane.delta() == (24, 0)
+    assert placed[0] == placed[1]  # the same ring (or table) from the same config in both lanes
+
+
+def test_hashing_on_the_source_ip_keeps_each_client_on_one_endpoint(src, src_off, ups):
+    clients = _spread(ups, "MAGLEV", (f"127.0.0.{i}" for i in range(10, 80)), 3)
+    placed = []
+    for p in (src, src_off):
+        lane = Lane(src)
+        where: dict[str, set[str | None]] = {ip: set() for ip in clients}
+        for ip in clients:
+            for _ in range(2):  # two connections from each address, from different ports
+                with RawClient(p.port, source=ip) as c:
+                    for _ in range(3):
+                        r = c.request(get("/echo", host="hash-ip"))
+                        assert r.status == 200
+                        where[ip].add(r.header("x-upstream"))
+        landed = _landed(where)
+        assert set(landed.values()) == {"a", "b"}, landed
+        placed.append(landed)
+        if p is src:
+            assert lane.delta() == (18, 0)
+    assert placed[0] == placed[1]
+
+
+def test_the_first_hash_policy_with_a_value_decides(src, src_off, ups):
+    # hash-chain hashes on x-session, else x-user, else the source IP, over the ring
+    s_key, u_key = _spread(ups, "RING_HASH", (f"key-{i}" for i in range(64)), 2)  # a, then b
+    ips = _spread(ups, "RING_HASH", (f"127.0.0.{i}" for i in range(10, 80)), 2)
+    requests = {
+        "session": get("/echo", host="hash-chain", x_session=s_key),
+        "user": get("/echo", host="hash-chain", x_user=u_key),
+        "both": get("/echo", host="hash-chain", x_user=u_key, x_session=s_key),
+        "both-swapped": get("/echo", host="hash-chain", x_session=u_key, x_user=s_key),
+        "empty-session": get("/echo", host="hash-chain", x_session="", x_user=u_key),
+        "two-users": b"GET /echo HTTP/1.1\r\nHost: hash-chain\r\nX-User: %s\r\nx-user: %s\r\n\r\n"
+        % (u_key.encode(), s_key.encode()),
+    }
+    answers = []
+    for p in (src, src_off):
+        lane = Lane(src)
+        where: dict[str, set[str | None]] = {}
+        with RawClient(p.port) as c:
+            for name, raw in requests.items():
+                for _ in range(2):
+                    where.setdefault(name, set()).add(c.request(raw).header("x-upstream"))
+        for ip in ips:  # no header: the client's address, five times over
+            for _ in range(5):
+                with RawClient(p.port, source=ip) as c:
+                    where.setdefault(ip, set()).add(
+                        c.request(get("/echo", host="hash-chain")).header("x-upstream")
+                    )
+        landed = _landed(where)
+        assert landed["session"] != landed["user"]
+        assert landed["both"] == landed["session"] and landed["both-swapped"] == landed["user"]
+        assert landed["two-users"] == landed["user"]  # the first value of the header
+        assert landed[ips[0]] != landed[ips[1]]
+        answers.append(landed)
+        if p is src:
+            assert lane.delta() == (2 * len(requests) + 10, 0)
+    assert answers[0] == answers[1]
 
 
 # --- 7. flow control ----------------------------------------------------------------------------
