@@ -355,7 +355,7 @@ cdef int parse_request(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
 
 cdef int parse_response(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
     """1: a complete response head; 0: not yet; -1: malformed (the upstream broke the protocol)."""
-    cdef Py_ssize_t end = find_head_end(p, n), i
+    cdef Py_ssize_t end = find_head_end(p, n), i, j
     cdef int k
     cdef Span s
     cdef Py_ssize_t ln
@@ -398,6 +398,11 @@ cdef int parse_response(const unsigned char* p, Py_ssize_t n, Head* h) noexcept:
         elif ln == 17 and name_is(p, s, b"transfer-encoding", 17):
             if h.chunked or not value_is(p, h.values[k], b"chunked", 7):
                 return -1
+            j = h.values[k].end
+            while p[j] != 13:  # llhttp takes "chunked " as chunked, but not "chunked\t"
+                if p[j] != 32:
+                    return -1
+                j += 1
             h.chunked = True
             h.kinds[k] = H_DROP
         elif (ln == 10 and name_is(p, s, b"connection", 10)) or (
@@ -1001,7 +1006,8 @@ cdef class FastDownstream:
                 rewritten = route.rewrite_path(path.decode("latin-1"))
                 if rewritten is not None:
                     headers.append((b"x-envoy-original-path", up_target))
-                    up_target = rewritten.encode("latin-1") + up_target[q - path_start:]  # the query stays
+                    # the query stays (it may be empty: a target with no path has none either)
+                    up_target = rewritten.encode("latin-1") + PyBytes_FromStringAndSize(<char*>p + q, te - q)
                 if route.host_rewrite is not None:
                     x.authority = route.host_rewrite
                     up_authority = route.host_rewrite.encode("latin-1")

@@ -690,8 +690,11 @@ class Exchange:
         if target.startswith(("http://", "https://")):
             # absolute-form, as $HTTP_PROXY clients send: the authority comes from the target
             rest = target.split("://", 1)[1]
-            slash = rest.find("/")
-            self.authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+            # the authority ends at the path or, when there is none, at the query
+            end = next((i for i, c in enumerate(rest) if c in "/?"), len(rest))
+            self.authority, target = rest[:end], rest[end:]
+            if not target.startswith("/"):
+                target = "/" + target
         self.target = target
         # The bytes as received, reused for the upstream request head while nothing rewrote them.
         self.target_raw: bytes | None = url if not self.authority else None

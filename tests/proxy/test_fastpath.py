@@ -1378,26 +1378,12 @@ LANE_CASES |= {
     ),
 }
 
-# Cases where the lanes still answer differently: strict, so that a fix shows as an XPASS failure.
-LANE_XFAIL = {
-    "rewrite-absolute-form-without-a-path": (
-        "_fastpath.pyx start(): with no path in the target, up_target is the b'/' default and "
-        "up_target[q - path_start:] (meant to be the query, empty here) is that '/' again: the "
-        "upstream gets /root// where the interpreted lane sends /root/"
-    ),
-}
 
-
-# Among the cases, three pin what the lanes once did differently: trailing whitespace in a field
-# value (trimmed by both now, as Envoy does) for matching and forwarding, and a response edit that
-# removes content-length (framing stays the upstream's in both).
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=LANE_XFAIL[c])) if c in LANE_XFAIL else c
-        for c in LANE_CASES
-    ],
-)
+# Among the cases, four pin what the lanes once did differently: trailing whitespace in a field
+# value (trimmed by both now, as Envoy does) for matching and forwarding, a response edit that
+# removes content-length (framing stays the upstream's in both), and a rewrite of an absolute-form
+# target without a path (the lane once sent /root// for /root/).
+@pytest.mark.parametrize("case", list(LANE_CASES))
 def test_lane_serves_as_the_interpreted_lane(src, src_off, ups, case):
     script, check = LANE_CASES[case]
     lane = Lane(src)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from meshpilot.proxy.config import validate_listener
-from meshpilot.proxy.http import DownstreamProtocol
+from meshpilot.proxy.http import DownstreamProtocol, Exchange
 from meshpilot.proxy.server import Identity, Proxy, Settings
 
 ROUTES = {
@@ -131,6 +131,14 @@ async def test_absolute_form_is_routed_by_its_host(proxy):
     proto, t = connect(proxy)
     proto.data_received(b"GET http://svc/tea HTTP/1.1\r\nHost: ignored\r\n\r\n")
     assert responses(t.buffer)[0][0] == 418
+
+
+async def test_absolute_form_authority_ends_at_the_query_when_there_is_no_path(proxy):
+    proto, _ = connect(proxy)
+    x = Exchange(proto, "GET", b"http://svc?q=1", [])
+    assert (x.authority, x.target, x.path, x.query) == ("svc", "/?q=1", "/", "q=1")
+    x = Exchange(proto, "GET", b"http://svc", [])
+    assert (x.authority, x.target) == ("svc", "/")
 
 
 async def test_redirect_and_no_route(proxy):
