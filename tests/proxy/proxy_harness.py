@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,6 +90,34 @@ def inbound_listener(address: str, port: int, cluster: str = "inbound|9080||", *
         "cluster": cluster,
         **kw,
     }
+
+
+class RssGrowth:
+    """The peak RSS a process reaches above its RSS at the start, sampled every 20 ms on a thread
+    while the ``with`` block runs (in MiB: ``grew_mib``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.base = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> RssGrowth:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    @property
+    def grew_mib(self) -> float:
+        return (self.peak - self.base) / 2**20
 
 
 class ProxyProcess:

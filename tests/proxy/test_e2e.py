@@ -12,10 +12,17 @@ import threading
 import time
 
 import httpx
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from proxy_harness import ProxyProcess, free_port, inbound_listener, node, outbound_listener, static_cluster
+from proxy_harness import (
+    ProxyProcess,
+    RssGrowth,
+    free_port,
+    inbound_listener,
+    node,
+    outbound_listener,
+    static_cluster,
+)
 from proxy_upstream import start_upstream
 
 from meshpilot.proxy.accesslog import parse_text_line
@@ -555,34 +562,17 @@ def test_smuggling_over_a_real_socket(src):
 
 
 def test_streaming_200mb_both_ways_with_bounded_proxy_memory(src):
-    proc = psutil.Process(src.proc.pid)
-    base = proc.memory_info().rss
-    peak = [base]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.02)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
     size = 200 * 1024 * 1024
-    try:
-        with socket.create_connection(("127.0.0.1", src.port), timeout=30) as s:
-            s.sendall(b"POST http://svc/upload HTTP/1.1\r\nHost: svc\r\nContent-Length: %d\r\n\r\n" % size)
-            block = b"u" * (1 << 20)
-            for _ in range(200):
-                s.sendall(block)
-            assert b'"received": %d' % size in _read_response(s)
-            s.sendall(b"GET http://svc/big?n=%d HTTP/1.1\r\nHost: svc\r\n\r\n" % size)
-            got = _drain_chunked(s)
-            assert got == size
-    finally:
-        stop.set()
-        t.join(2)
-    grew = (peak[0] - base) / 2**20
-    assert grew < 40, f"proxy RSS grew by {grew:.1f} MiB"
+    with RssGrowth(src.proc.pid) as rss, socket.create_connection(("127.0.0.1", src.port), timeout=30) as s:
+        s.sendall(b"POST http://svc/upload HTTP/1.1\r\nHost: svc\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"u" * (1 << 20)
+        for _ in range(200):
+            s.sendall(block)
+        assert b'"received": %d' % size in _read_response(s)
+        s.sendall(b"GET http://svc/big?n=%d HTTP/1.1\r\nHost: svc\r\n\r\n" % size)
+        got = _drain_chunked(s)
+        assert got == size
+    assert rss.grew_mib < 40, f"proxy RSS grew by {rss.grew_mib:.1f} MiB"
 
 
 def test_bootstrap_stats_config_describes_the_metrics_really_exported(src, client):

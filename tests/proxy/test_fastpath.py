@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import psutil
 import pytest
 from fastpath_upstream import CHUNKED_BODY, RawUpstream, big_digest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +33,7 @@ from proxy_harness import (
     REVIEWS_ENDPOINT,
     REVIEWS_META,
     ProxyProcess,
+    RssGrowth,
     free_port,
     inbound_listener,
     node,
@@ -1550,20 +1549,8 @@ def test_100mb_response_to_a_slow_reader_keeps_proxy_memory_bounded(src, ups):
     a = ups["a"]
     size = 100 * 1024 * 1024
     lane = Lane(src)
-    proc = psutil.Process(src.proc.pid)
-    base = proc.memory_info().rss
-    peak = [base]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            stop.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     sent0 = a.big_sent
-    try:
+    with RssGrowth(src.proc.pid) as rss:
         with RawClient(src.port, timeout=30) as c:
             c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
             c.send(get(f"/big?n={size}"))
@@ -1593,11 +1580,7 @@ def test_100mb_response_to_a_slow_reader_keeps_proxy_memory_bounded(src, ups):
                 h.update(chunk)
                 got += len(chunk)
             assert got == size and h.hexdigest() == big_digest(size)
-    finally:
-        stop.set()
-        sampler.join(2)
-    grew = (peak[0] - base) / 2**20
-    assert grew < 40, f"proxy RSS grew by {grew:.1f} MiB"
+    assert rss.grew_mib < 40, f"proxy RSS grew by {rss.grew_mib:.1f} MiB"
     assert lane.delta() == (1, 0)
 
 
